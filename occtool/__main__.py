@@ -1,0 +1,3 @@
+from occtool.cli.app import main
+
+main()

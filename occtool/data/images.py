@@ -1,0 +1,81 @@
+"""Identity trees and image decoding shared by every command."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from occtool.errors import DataError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    path: Path  # absolute or as given under the root
+    identity: str  # the identity folder name
+    relpath: Path  # path relative to the root, "<identity>/<file>"
+
+
+def list_identity_tree(root: str | Path, *, min_images: int = 1) -> list[ImageRecord]:
+    """All images under root/<identity>/, sorted by (identity, file name).
+
+    Files with a known image suffix are taken; extension-less files are taken too (Yale's
+    `subject01.glasses`-style names end in a non-image "suffix", so anything whose suffix is not
+    a known image type but has no other meaning is tried by the decoder later). Hidden files
+    and obvious non-images (.txt, .npy, .json, .csv, .md) are skipped.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data folder not found: {root}")
+    records: list[ImageRecord] = []
+    identities = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for ident_dir in identities:
+        files = sorted(p for p in ident_dir.iterdir() if p.is_file() and _looks_like_image(p))
+        if len(files) < min_images:
+            continue
+        records.extend(ImageRecord(f, ident_dir.name, f.relative_to(root)) for f in files)
+    if not records:
+        raise DataError(f"no images found under {root} (expected {root}/<identity>/<image>)")
+    return records
+
+
+_NOT_IMAGES = frozenset({".txt", ".npy", ".npz", ".json", ".jsonl", ".csv", ".md", ".yaml", ".yml", ".cfg", ".pt", ".tmp"})
+
+
+def _looks_like_image(path: Path) -> bool:
+    if path.name.startswith("."):
+        return False
+    suffix = path.suffix.lower()
+    return suffix in IMAGE_SUFFIXES or suffix not in _NOT_IMAGES
+
+
+def read_image_rgb(path: str | Path) -> np.ndarray:
+    """Decode any supported image (grey, palette, RGBA...) to RGB uint8 [H, W, 3]."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.seek(0)
+            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    except FileNotFoundError:
+        raise DataError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"image does not decode: {path} ({exc.__class__.__name__})") from None
+
+
+def file_sha1(path: str | Path, *, chunk_bytes: int = 1 << 20) -> str:
+    """Content hash used for leakage checks and caches."""
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk_bytes):
+            h.update(block)
+    return h.hexdigest()
+
+
+def mask_path_for(mask_root: str | Path, relpath: str | Path) -> Path:
+    """Mask of `root/<rel>` lives at `mask_root/<rel with .png>` (DESIGN conventions)."""
+    return Path(mask_root) / Path(relpath).with_suffix(".png")
