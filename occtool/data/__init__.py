@@ -1,5 +1,6 @@
 """Data sets as folders of identities (`root/<identity>/<image>`) and image decoding."""
 
+from occtool.data.landmarks import ARCFACE_TEMPLATE_112, read_landmarks, template_for_size, write_landmarks
 from occtool.data.images import (
     IMAGE_SUFFIXES,
     ImageRecord,
@@ -10,6 +11,10 @@ from occtool.data.images import (
 )
 
 __all__ = [
+    "ARCFACE_TEMPLATE_112",
+    "read_landmarks",
+    "template_for_size",
+    "write_landmarks",
     "IMAGE_SUFFIXES",
     "ImageRecord",
     "file_sha1",
