@@ -37,7 +37,7 @@ def build_app() -> typer.Typer:
     @app.callback()
     def _root(
         version: bool = typer.Option(
-            False, "--version", callback=_version, is_eager=True, is_flag=True, help="Print the version and exit."
+            False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
         ),
     ) -> None:
         """occtool: occlusion-aware face recognition."""
