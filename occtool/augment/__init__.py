@@ -1,0 +1,85 @@
+"""Occlusion synthesis: occluders that return an occluded face and its exact visibility.
+
+Every occluder is called as `occ(image uint8 RGB [H, W, 3], *, landmarks=None | [5, 2],
+rng=np.random.Generator) -> OcclusionResult(image, visibility float32 [H, W] (1 visible),
+occluder, occlusion_class, detail)`; without landmarks the canonical 112x112 ArcFace template
+(scaled to the image) is used, i.e. aligned crops.
+
+- opaque: MedicalMask (MaskTheFace templates), Rectangles, Sunglasses, Hand, Scarf
+- transparent: Eyeglasses, Steam, Liquid, Visor (partial visibility where the face shows through)
+- OcclusionSynthesizer(config=SynthesisConfig()) picks one per image; feature_mask() gives the
+  feature-resolution (7x7) area mean; OccludedFaceDataset wraps it all for training (torch);
+  augment_tree() is `occtool augment`.
+"""
+
+from occtool.augment.base import (
+    OCCLUSION_CLASSES,
+    FaceFrame,
+    Occluder,
+    OcclusionResult,
+    composite,
+    feature_mask,
+    keypoint_visibility,
+    read_visibility_png,
+)
+from occtool.augment.batch import augment_tree, derive_seed, read_manifest
+from occtool.augment.config import (
+    OCCLUDER_NAMES,
+    OPAQUE_OCCLUDERS,
+    TRANSPARENT_OCCLUDERS,
+    AugmentConfig,
+    MedicalMaskConfig,
+    OccluderWeights,
+    RectanglesConfig,
+    SynthesisConfig,
+    TransparentConfig,
+)
+from occtool.augment.medical import MASK_TYPES, MedicalMask
+from occtool.augment.opaque import Hand, Rectangles, Scarf, Sunglasses
+from occtool.augment.synth import OcclusionSynthesizer, build_occluder
+from occtool.augment.transparent import Eyeglasses, Liquid, Steam, Visor
+
+__all__ = [
+    "OCCLUSION_CLASSES",
+    "OCCLUDER_NAMES",
+    "OPAQUE_OCCLUDERS",
+    "TRANSPARENT_OCCLUDERS",
+    "MASK_TYPES",
+    "AugmentConfig",
+    "Eyeglasses",
+    "FaceFrame",
+    "Hand",
+    "Liquid",
+    "MedicalMask",
+    "MedicalMaskConfig",
+    "OccludedFaceDataset",
+    "Occluder",
+    "OccluderWeights",
+    "OcclusionResult",
+    "OcclusionSynthesizer",
+    "Rectangles",
+    "RectanglesConfig",
+    "Scarf",
+    "Steam",
+    "Sunglasses",
+    "SynthesisConfig",
+    "TransparentConfig",
+    "Visor",
+    "augment_tree",
+    "build_occluder",
+    "composite",
+    "derive_seed",
+    "feature_mask",
+    "keypoint_visibility",
+    "read_manifest",
+    "read_visibility_png",
+]
+
+
+def __getattr__(name: str):
+    # torch is imported only when the Dataset is asked for (the batch workers never need it)
+    if name == "OccludedFaceDataset":
+        from occtool.augment.dataset import OccludedFaceDataset
+
+        return OccludedFaceDataset
+    raise AttributeError(f"module 'occtool.augment' has no attribute {name!r}")

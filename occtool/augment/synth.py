@@ -1,0 +1,80 @@
+"""`OcclusionSynthesizer`: picks one occluder per image with configured probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from occtool.augment.base import Occluder, OcclusionResult, check_image, clean_result
+from occtool.augment.config import OCCLUDER_NAMES, SynthesisConfig
+from occtool.errors import ConfigError
+
+
+def build_occluder(name: str, config: SynthesisConfig | None = None, *, p: float = 1.0) -> Occluder:
+    """The occluder `name` (one of OCCLUDER_NAMES) with its settings from `config`."""
+    from occtool.augment.medical import MedicalMask
+    from occtool.augment.opaque import Hand, Rectangles, Scarf, Sunglasses
+    from occtool.augment.transparent import Eyeglasses, Liquid, Steam, Visor
+
+    cfg = config or SynthesisConfig()
+    opacity = tuple(cfg.transparent.opacity)
+    try:
+        if name == "medical_mask":
+            m = cfg.medical_mask
+            return MedicalMask(
+                types=m.types,
+                templates_dir=m.templates_dir,
+                turn_threshold=m.turn_threshold,
+                brightness=tuple(m.brightness),
+                recolor_cloth=m.recolor_cloth,
+                p=p,
+            )
+        if name == "rectangles":
+            r = cfg.rectangles
+            return Rectangles(count=tuple(r.count), size=tuple(r.size), fills=r.fills, p=p)
+        simple = {"sunglasses": Sunglasses, "hand": Hand, "scarf": Scarf}
+        if name in simple:
+            return simple[name](p=p)
+        transparent = {"eyeglasses": Eyeglasses, "steam": Steam, "liquid": Liquid, "visor": Visor}
+        if name in transparent:
+            return transparent[name](opacity=opacity, p=p)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    raise ConfigError(f"unknown occluder {name!r}; valid: {', '.join(OCCLUDER_NAMES)}")
+
+
+class OcclusionSynthesizer:
+    """Occlude a face with one randomly chosen occluder.
+
+    With probability `keep_clean` the image is returned unchanged (occluder "none", visibility
+    all 1); otherwise one occluder is drawn with probability weight_i / sum(weights) among
+    those with a positive weight. Deterministic given the rng:
+    `synth(image, landmarks=None, rng=np.random.default_rng(seed))`.
+    """
+
+    def __init__(self, *, config: SynthesisConfig | None = None):
+        self.config = config or SynthesisConfig()
+        weights = self.config.weights.as_dict()
+        bad = {k: v for k, v in weights.items() if not (v >= 0.0 and np.isfinite(v))}
+        if bad:
+            raise ConfigError(f"occluder weights must be >= 0, got {bad}")
+        if not 0.0 <= self.config.keep_clean <= 1.0:
+            raise ConfigError(f"keep_clean: expected a fraction in [0, 1], got {self.config.keep_clean}")
+        self.names = [n for n in OCCLUDER_NAMES if weights[n] > 0]
+        if not self.names and self.config.keep_clean < 1.0:
+            raise ConfigError("no occluder enabled (all weights are 0); set keep_clean=1 for clean copies only")
+        total = sum(weights[n] for n in self.names)
+        self.probabilities = np.array([weights[n] / total for n in self.names]) if self.names else np.zeros(0)
+        self.occluders: dict[str, Occluder] = {n: build_occluder(n, self.config) for n in self.names}
+
+    def __call__(self, image: np.ndarray, *, landmarks=None, rng: np.random.Generator) -> OcclusionResult:
+        check_image(image)
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        if not self.names or rng.random() < self.config.keep_clean:
+            return clean_result(image)
+        idx = int(rng.choice(len(self.names), p=self.probabilities))
+        return self.occluders[self.names[idx]](image, landmarks=landmarks, rng=rng)
+
+    def __repr__(self) -> str:
+        probs = ", ".join(f"{n}={p:.3f}" for n, p in zip(self.names, self.probabilities))
+        return f"OcclusionSynthesizer(keep_clean={self.config.keep_clean}, {probs})"
