@@ -1,0 +1,183 @@
+"""Backbone base class, its output, and the registry (`build_backbone`, `list_backbones`,
+`default_weights`).
+
+A backbone is split in two so that occlusion-aware embeddings are possible:
+`features(x)` (the body, giving the spatial map [B, C, H, W]) and `embed(feature_map)` (the output
+layer only, giving the L2-normalised embedding and its norm). `forward(x)` is both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from occtool.errors import ConfigError, ShapeError
+from occtool.models.preprocess import InputSpec
+
+
+class BackboneOutput(NamedTuple):
+    """embedding [B, D] (L2-normalised), norm [B, 1] (its norm before normalisation),
+    feature_map [B, C, H, W] (the body's output, C=512, H=W=7 for 112x112 input)."""
+
+    embedding: torch.Tensor
+    norm: torch.Tensor
+    feature_map: torch.Tensor
+
+
+def l2_normalize(raw: torch.Tensor, eps: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:
+    """raw [B, D] -> (raw / ||raw||, ||raw|| [B, 1]); the norm is kept (AdaFace uses it)."""
+    norm = torch.linalg.vector_norm(raw, ord=2, dim=1, keepdim=True)
+    return raw / norm.clamp_min(eps), norm
+
+
+class Backbone(nn.Module):
+    """Base of all face backbones.
+
+    Attributes: `name`, `input_spec` (InputSpec), `embedding_dim` (D), `feature_channels` (C),
+    `feature_size` ((H, W) of the feature map for an input of input_spec.size_hw).
+    Subclasses hold the network as `self.net` (whose state dict keys are the published ones, so
+    weights load into it strictly) and implement `features(x)` and `embed_raw(feature_map)` (the
+    output layer, before normalisation).
+    """
+
+    name: str = "backbone"
+    embedding_dim: int = 512
+    feature_channels: int = 512
+    feature_size: tuple[int, int] = (7, 7)
+
+    def __init__(self, *, input_spec: InputSpec) -> None:
+        super().__init__()
+        self.input_spec = input_spec
+
+    # -- the two halves -------------------------------------------------------------------------
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, 3, H_in, W_in] preprocessed -> feature_map [B, C, H, W] (body only)."""
+        raise NotImplementedError
+
+    def embed_raw(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """feature_map [B, C, H, W] -> raw embedding [B, D] (output layer, not normalised)."""
+        raise NotImplementedError
+
+    def embed(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """feature_map [B, C, H, W] -> (embedding [B, D] L2-normalised, norm [B, 1]).
+
+        The output layer only: `embed(feature_map * visibility)` is an occlusion-aware embedding.
+        """
+        self.check_feature_map(feature_map)
+        return l2_normalize(self.embed_raw(feature_map))
+
+    def forward(self, x: torch.Tensor) -> BackboneOutput:
+        """x [B, 3, H_in, W_in] preprocessed (see `preprocess`) -> BackboneOutput."""
+        self.check_input(x)
+        feature_map = self.features(x)
+        embedding, norm = l2_normalize(self.embed_raw(feature_map))
+        return BackboneOutput(embedding=embedding, norm=norm, feature_map=feature_map)
+
+    # -- shape checks ---------------------------------------------------------------------------
+    def check_input(self, x: torch.Tensor) -> None:
+        h, w = self.input_spec.size_hw
+        if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[-2:]) != (h, w):
+            raise ShapeError(f"{self.name} input: expected [B, 3, {h}, {w}] (preprocessed), got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ShapeError(f"{self.name} input: expected a float tensor (use occtool.models.preprocess), got {x.dtype}")
+
+    def check_feature_map(self, fm: torch.Tensor) -> None:
+        c = self.feature_channels
+        h, w = self.feature_size
+        if fm.ndim != 4 or tuple(fm.shape[1:]) != (c, h, w):
+            raise ShapeError(f"{self.name} feature map: expected [B, {c}, {h}, {w}], got {tuple(fm.shape)}")
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, embedding_dim={self.embedding_dim}, feature={self.feature_channels}x{self.feature_size}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------------------------
+
+_IR_NAMES = ("ir18", "ir34", "ir50", "ir100")
+_NAMES = ("mobilefacenet",) + _IR_NAMES
+
+
+def list_backbones() -> list[str]:
+    """Names accepted by `build_backbone`."""
+    return list(_NAMES)
+
+
+def _check_name(name: str) -> str:
+    if name not in _NAMES:
+        raise ConfigError(f"unknown backbone {name!r}: expected one of {', '.join(_NAMES)}")
+    return name
+
+
+def default_weights(name: str) -> Path | None:
+    """The weights shipped in ../shared for `name`, or None when there are none.
+
+    mobilefacenet -> ../shared/weights/mobilefacenet/mobilefacenet.pt (DataError saying how to
+    point at it when the shared folder is absent). IR nets: None (pass your AdaFace or
+    arcface_torch checkpoint explicitly).
+    """
+    _check_name(name)
+    if name == "mobilefacenet":
+        from occtool.resources import shared_path
+
+        return shared_path("weights", "mobilefacenet", "mobilefacenet.pt")
+    return None
+
+
+def build_backbone(
+    name: str,
+    *,
+    weights: str | Path | Mapping[str, torch.Tensor] | None = None,
+    variant: str | None = None,
+) -> Backbone:
+    """Build backbone `name` (see `list_backbones`), random-initialised or loaded from `weights`.
+
+    weights: a state dict file (torch, loaded with weights_only=True, or .safetensors), possibly
+    wrapped as {"state_dict": ...} or with `module.` / `model.` prefixes, an occtool checkpoint
+    (its backbone part), or an in-memory state dict. Loading is strict: a CheckpointError names
+    missing/unexpected keys. IR nets accept the arcface_torch and the AdaFace key layouts; the
+    layout found decides the variant (and so the input channel order: AdaFace nets read BGR).
+    variant: IR nets only, for random init: "arcface" (default) or "adaface".
+    """
+    _check_name(name)
+    from occtool.models.weights import load_strict, read_state_dict, unwrap_state_dict
+
+    state = None
+    if isinstance(weights, Mapping):
+        state = unwrap_state_dict(weights, source=_describe(weights))
+    elif weights is not None:
+        state = read_state_dict(weights)
+    if name == "mobilefacenet":
+        from occtool.models.mobilefacenet import MobileFaceNet
+
+        if variant is not None:
+            raise ConfigError(f"mobilefacenet has no variants, got variant={variant!r}")
+        model = MobileFaceNet()
+        if state is not None:
+            load_strict(model.net, state, what=f"mobilefacenet weights ({_describe(weights)})")
+        return model
+
+    from occtool.models.iresnet import IResNet
+    from occtool.models.keymap import to_native
+
+    depth = int(name[2:])
+    if state is None:
+        return IResNet(depth=depth, variant=variant or "arcface")
+    native, layout = to_native(state, depth=depth, source=_describe(weights))
+    if variant is not None and variant != layout:
+        raise ConfigError(f"variant={variant!r} requested but the weights are in the {layout} layout")
+    model = IResNet(depth=depth, variant=layout)
+    load_strict(model.net, native, what=f"{name} weights ({layout} layout, {_describe(weights)})")
+    return model
+
+
+def _describe(weights) -> str:
+    return "in-memory state dict" if isinstance(weights, Mapping) else str(weights)
+
+
+__all__ = ["Backbone", "BackboneOutput", "build_backbone", "default_weights", "l2_normalize", "list_backbones"]

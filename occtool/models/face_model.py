@@ -1,0 +1,101 @@
+"""FaceModel: a backbone + the OcclusionHead (+ an optional neck giving the QAConv matching maps).
+
+forward(x [B, 3, H_in, W_in] preprocessed) -> FaceOutput:
+    embedding [B, D] (L2-normalised), norm [B, 1], feature_map [B, C, H, W],
+    occlusion [B, 1, H, W] in [0, 1] (1 = visible), match_map [B, C', H, W]
+match_map = neck(feature_map) (Conv1x1 C -> neck_channels + BatchNorm2d), or the feature map
+itself without a neck; it is NOT normalised (the matcher normalises per location).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from occtool.errors import ShapeError
+from occtool.models.backbone import Backbone
+from occtool.models.occlusion_head import OcclusionHead
+
+
+class FaceOutput(NamedTuple):
+    embedding: torch.Tensor
+    norm: torch.Tensor
+    feature_map: torch.Tensor
+    occlusion: torch.Tensor
+    match_map: torch.Tensor
+
+
+class FaceModel(nn.Module):
+    """Backbone + OcclusionHead (+ neck). Both heads branch off the backbone's feature map."""
+
+    def __init__(self, *, backbone: Backbone, hidden_channels: int = 128, neck_channels: int | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        c = backbone.feature_channels
+        self.hidden_channels = int(hidden_channels)
+        self.neck_channels = None if neck_channels is None else int(neck_channels)
+        self.head = OcclusionHead(in_channels=c, hidden_channels=self.hidden_channels)
+        if self.neck_channels is None:
+            self.neck = None
+        else:
+            if self.neck_channels < 1:
+                raise ValueError(f"neck_channels must be >= 1 or None, got {neck_channels}")
+            self.neck = nn.Sequential(nn.Conv2d(c, self.neck_channels, 1, bias=False), nn.BatchNorm2d(self.neck_channels))
+            nn.init.kaiming_normal_(self.neck[0].weight, mode="fan_in", nonlinearity="linear")
+
+    # -- what callers need to know (mirrors Backbone) ---------------------------------------------
+    @property
+    def backbone_name(self) -> str:
+        return self.backbone.name
+
+    @property
+    def input_spec(self):
+        return self.backbone.input_spec
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.backbone.embedding_dim
+
+    @property
+    def feature_channels(self) -> int:
+        return self.backbone.feature_channels
+
+    @property
+    def feature_size(self) -> tuple[int, int]:
+        return tuple(self.backbone.feature_size)
+
+    @property
+    def match_channels(self) -> int:
+        """C' of match_map: neck_channels, or the backbone's C without a neck."""
+        return self.neck_channels if self.neck_channels is not None else self.backbone.feature_channels
+
+    # -- computation --------------------------------------------------------------------------------
+    def match_features(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """feature_map [B, C, H, W] -> match_map [B, C', H, W] (not normalised)."""
+        return feature_map if self.neck is None else self.neck(feature_map)
+
+    def occlusion_aware_embedding(self, feature_map: torch.Tensor, visibility: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """backbone.embed(feature_map * visibility): feature_map [B, C, H, W], visibility [B, 1, H, W]
+        (or [B, H, W]) -> (embedding [B, D] normalised, norm [B, 1])."""
+        if visibility.ndim == 3:
+            visibility = visibility[:, None]
+        b, _, h, w = feature_map.shape
+        if visibility.ndim != 4 or visibility.shape[1] != 1 or tuple(visibility.shape[-2:]) != (h, w) or visibility.shape[0] not in (1, b):
+            raise ShapeError(f"visibility: expected [{b}, 1, {h}, {w}], got {tuple(visibility.shape)}")
+        return self.backbone.embed(feature_map * visibility.to(feature_map.dtype))
+
+    def forward(self, x: torch.Tensor) -> FaceOutput:
+        out = self.backbone(x)
+        occlusion = self.head(out.feature_map)
+        return FaceOutput(
+            embedding=out.embedding,
+            norm=out.norm,
+            feature_map=out.feature_map,
+            occlusion=occlusion,
+            match_map=self.match_features(out.feature_map),
+        )
+
+
+__all__ = ["FaceModel", "FaceOutput"]
