@@ -15,7 +15,7 @@ $(BIN)/occtool: pyproject.toml
 venv: $(BIN)/occtool
 
 test: venv
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 demo: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" SHARED=$(SHARED) OUT=$(OUT) bash examples/lfw_masked_protocol.sh

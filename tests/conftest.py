@@ -47,6 +47,7 @@ def _fixed_seeds():
         import torch
 
         torch.manual_seed(0)
+        torch.set_num_threads(1)  # 2 xdist workers on 2 cores: more threads only thrash
     except ImportError:  # pragma: no cover
         pass
     yield
