@@ -1,0 +1,296 @@
+"""Batched feature extraction for evaluation, with flip TTA and an on-disk cache.
+
+`extract_features(records, model=..., device=..., batch_size=...)` runs a `Backbone` or a
+`FaceModel` over image files and returns, per image:
+
+- `embeddings` [N, D]: L2-normalised identity embedding. With `flip=True` (default) it is the
+  normalised sum of the *raw* (pre-normalisation) embeddings of the image and its horizontal
+  mirror (the usual test-time augmentation; raw = embedding * norm).
+- `occ_embeddings` [N, D] (FaceModel only): the occlusion-aware embedding
+  `embed(feature_map * visibility)` with the model's own predicted visibility, flip-summed the
+  same way (the mirror uses its own predicted visibility).
+- `match_maps` [N, C', H, W]: the QAConv matching features (FaceModel: `match_map`; Backbone:
+  the feature map), from the unflipped image only; None when `with_maps=False`.
+- `occlusion` [N, 1, H, W] (FaceModel only): predicted visibility of the unflipped image.
+- `ok_mask` [N] bool: False for images that failed to load (their rows are zeros); `errors`
+  says why. `max_bad` turns "too many bad images" into a DataError.
+
+Cache: with `cache_dir` and a `model_key` (see `model_identity`), every image's outputs are
+stored as `<cache_dir>/<model_key>/<sha1[:2]>/<sha1>.npz` (plain arrays: `np.savez`, read with
+`allow_pickle=False`), keyed by the file's content hash, so renamed/copied files hit too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from occtool.data.images import ImageRecord, file_sha1, read_image_rgb
+from occtool.errors import DataError
+from occtool.progress import ProgressFn, report
+
+CACHE_FORMAT = 1
+
+
+@dataclass
+class Features:
+    embeddings: torch.Tensor  # [N, D] float32, L2-normalised (zeros where not ok)
+    match_maps: torch.Tensor | None  # [N, C', H, W] float32
+    occlusion: torch.Tensor | None  # [N, 1, H, W] float32 in [0, 1]
+    ok_mask: np.ndarray  # [N] bool
+    paths: list[Path]
+    hashes: list[str | None]  # sha1 of the file bytes (None when unreadable)
+    occ_embeddings: torch.Tensor | None = None  # [N, D] occlusion-aware embedding (FaceModel)
+    errors: list[str] = field(default_factory=list)  # one line per bad image
+    n_resized: int = 0  # images not of the model's input size, resized to it
+    cache_hits: int = 0
+
+    @property
+    def n_bad(self) -> int:
+        return int((~self.ok_mask).sum())
+
+
+def model_identity(*, backbone: str, weights_file: str | Path | None, flip: bool, kind: str) -> str | None:
+    """Cache key of a model: hash of (weights/checkpoint file content, backbone name, flip, kind).
+
+    None (no caching) for a randomly initialised model (no weights file).
+    """
+    if weights_file is None:
+        return None
+    desc = {
+        "format": CACHE_FORMAT,
+        "kind": kind,
+        "backbone": backbone,
+        "weights_sha1": file_sha1(weights_file),
+        "flip": bool(flip),
+    }
+    return hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _is_face_model(model) -> bool:
+    return hasattr(model, "backbone") and hasattr(model, "occlusion_aware_embedding")
+
+
+def _input_spec(model):
+    return model.backbone.input_spec if _is_face_model(model) else model.input_spec
+
+
+def _normalise(raw: torch.Tensor) -> torch.Tensor:
+    return raw / torch.linalg.vector_norm(raw, dim=1, keepdim=True).clamp_min(1e-12)
+
+
+@torch.inference_mode()
+def _forward(model, x: torch.Tensor, *, flip: bool, with_maps: bool) -> dict[str, torch.Tensor]:
+    """One preprocessed batch -> dict of CPU float32 tensors (see module doc)."""
+    face = _is_face_model(model)
+    out = model(x)
+    raw = out.embedding * out.norm
+    res: dict[str, torch.Tensor] = {}
+    occ_raw = None
+    if face:
+        e, n = model.occlusion_aware_embedding(out.feature_map, out.occlusion)
+        occ_raw = e * n
+    if flip:
+        out_f = model(torch.flip(x, dims=[3]))
+        raw = raw + out_f.embedding * out_f.norm
+        if face:
+            e, n = model.occlusion_aware_embedding(out_f.feature_map, out_f.occlusion)
+            occ_raw = occ_raw + e * n
+    res["embedding"] = _normalise(raw.float()).cpu()
+    if face:
+        res["occ_embedding"] = _normalise(occ_raw.float()).cpu()
+        res["occlusion"] = out.occlusion.float().cpu()
+    if with_maps:
+        maps = out.match_map if face else out.feature_map
+        res["match_map"] = maps.float().cpu()
+    return res
+
+
+def _cache_path(cache_dir: Path, model_key: str, h: str) -> Path:
+    return cache_dir / model_key / h[:2] / f"{h}.npz"
+
+
+def _cache_load(path: Path, needed: Sequence[str]) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not all(k in z.files for k in needed):
+                return None
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, KeyError):
+        return None  # missing or damaged entry: recompute
+
+
+def _cache_store(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a cache that cannot be written is not an error
+
+
+def _load_image(path: Path, size_hw: tuple[int, int]) -> tuple[np.ndarray | None, bool, str | None]:
+    try:
+        img = read_image_rgb(path)
+    except DataError as exc:
+        return None, False, str(exc)
+    resized = False
+    if img.shape[:2] != tuple(size_hw):
+        from occtool.models import resize_to
+
+        img = resize_to(img, size_hw)
+        resized = True
+    return img, resized, None
+
+
+def _hash_or_none(path: Path) -> str | None:
+    try:
+        return file_sha1(path)
+    except OSError:
+        return None
+
+
+def extract_features(
+    records,
+    *,
+    model,
+    device,
+    batch_size: int = 64,
+    flip: bool = True,
+    cache_dir: str | Path | None = None,
+    progress: ProgressFn = None,
+    model_key: str | None = None,
+    with_maps: bool = True,
+    max_bad: int | None = None,
+    num_threads: int = 4,
+) -> Features:
+    """Features of every image in `records` (ImageRecords or paths); see the module doc.
+
+    The model is put in eval mode. `cache_dir` is used only together with `model_key`.
+    `max_bad`: DataError when more images than this fail to load (None: never).
+    """
+    paths = [Path(r.path) if isinstance(r, ImageRecord) else Path(r) for r in records]
+    n = len(paths)
+    device = torch.device(device)
+    model.eval()
+    spec = _input_spec(model)
+    face = _is_face_model(model)
+    needed = ["embedding"] + (["occ_embedding", "occlusion"] if face else []) + (["match_map"] if with_maps else [])
+    use_cache = cache_dir is not None and model_key is not None
+    cache_root = Path(cache_dir) if use_cache else None
+
+    with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
+        hashes = list(pool.map(_hash_or_none, paths))
+    ok = np.zeros(n, dtype=bool)
+    errors: list[str] = []
+    outputs: dict[str, list] = {k: [None] * n for k in needed}
+    resized_flags = np.zeros(n, dtype=bool)
+
+    todo: list[int] = []
+    hits = 0
+    for i, h in enumerate(hashes):
+        if h is None:
+            errors.append(f"image not readable: {paths[i]}")
+            continue
+        if use_cache:
+            got = _cache_load(_cache_path(cache_root, model_key, h), needed)
+            if got is not None:
+                for k in needed:
+                    outputs[k][i] = got[k]
+                resized_flags[i] = bool(got.get("resized", np.array(False)))
+                ok[i] = True
+                hits += 1
+                continue
+        todo.append(i)
+    done = n - len(todo)
+    report(progress, done, n)
+
+    # run images with the same content once (duplicates share their result)
+    first_of: dict[str, int] = {}
+    unique: list[int] = []
+    dup_of: dict[int, int] = {}
+    for i in todo:
+        h = hashes[i]
+        if h in first_of:
+            dup_of[i] = first_of[h]
+        else:
+            first_of[h] = i
+            unique.append(i)
+
+    with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
+        for start in range(0, len(unique), batch_size):
+            idx = unique[start : start + batch_size]
+            loaded = list(pool.map(lambda i: _load_image(paths[i], spec.size_hw), idx))
+            good = [(i, img, rs) for i, (img, rs, err) in zip(idx, loaded) if img is not None]
+            for i, (img, _, err) in zip(idx, loaded):
+                if img is None:
+                    errors.append(err or f"image does not decode: {paths[i]}")
+            if good:
+                from occtool.models import preprocess
+
+                batch = np.stack([g[1] for g in good])
+                x = preprocess(batch, spec, device=device)
+                res = _forward(model, x, flip=flip, with_maps=with_maps)
+                for j, (i, _, rs) in enumerate(good):
+                    arrays = {k: res[k][j].numpy() for k in needed}
+                    for k in needed:
+                        outputs[k][i] = arrays[k]
+                    ok[i] = True
+                    resized_flags[i] = rs
+                    if use_cache:
+                        _cache_store(_cache_path(cache_root, model_key, hashes[i]), {**arrays, "resized": np.array(rs)})
+            done += len(idx)
+            report(progress, min(done, n), n)
+    for i, j in dup_of.items():
+        if ok[j]:
+            for k in needed:
+                outputs[k][i] = outputs[k][j]
+            ok[i] = True
+            resized_flags[i] = resized_flags[j]
+        else:
+            errors.append(f"image does not decode: {paths[i]}")
+    report(progress, n, n)
+
+    n_bad = int((~ok).sum())
+    if max_bad is not None and n_bad > max_bad:
+        raise DataError(
+            f"{n_bad} of {n} images failed to load (limit --max-bad {max_bad}); first: {errors[0] if errors else '?'}"
+        )
+
+    def stack(key: str) -> torch.Tensor | None:
+        if key not in needed:
+            return None
+        template = next((a for a in outputs[key] if a is not None), None)
+        if template is None:
+            return None
+        arr = np.zeros((n,) + template.shape, dtype=np.float32)
+        for i, a in enumerate(outputs[key]):
+            if a is not None:
+                arr[i] = a
+        return torch.from_numpy(arr)
+
+    emb = stack("embedding")
+    if emb is None:
+        d = int(getattr(model.backbone if face else model, "embedding_dim", 0))
+        emb = torch.zeros((n, d), dtype=torch.float32)
+    return Features(
+        embeddings=emb,
+        match_maps=stack("match_map"),
+        occlusion=stack("occlusion"),
+        ok_mask=ok,
+        paths=paths,
+        hashes=hashes,
+        occ_embeddings=stack("occ_embedding"),
+        errors=errors,
+        n_resized=int(resized_flags.sum()),
+        cache_hits=hits,
+    )
