@@ -16,6 +16,8 @@ from occtool import __version__
 
 # (command name, "occtool.cli.<module>:<function>")
 COMMANDS: list[tuple[str, str]] = [
+    ("eval-gallery", "occtool.cli.eval_gallery:eval_gallery"),
+    ("make-protocol", "occtool.cli.make_protocol:make_protocol"),
 ]
 
 
