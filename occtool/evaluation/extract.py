@@ -43,7 +43,7 @@ CACHE_FORMAT = 1
 @dataclass
 class Features:
     embeddings: torch.Tensor  # [N, D] float32, L2-normalised (zeros where not ok)
-    match_maps: torch.Tensor | None  # [N, C', H, W] float32
+    match_maps: torch.Tensor | np.ndarray | None  # [N, C', H, W] float32 (np.memmap with maps_file)
     occlusion: torch.Tensor | None  # [N, 1, H, W] float32 in [0, 1]
     ok_mask: np.ndarray  # [N] bool
     paths: list[Path]
@@ -152,6 +152,37 @@ def _load_image(path: Path, size_hw: tuple[int, int]) -> tuple[np.ndarray | None
     return img, resized, None
 
 
+class _Rows:
+    """Per-image outputs of one kind, filled row by row into one preallocated float32 array
+    (in RAM, or a memory-mapped .npy file when `path` is given)."""
+
+    def __init__(self, n: int, path: Path | None = None):
+        self.n = n
+        self.path = path
+        self.arr: np.ndarray | None = None
+
+    def set(self, i: int, a: np.ndarray) -> None:
+        if self.arr is None:
+            shape = (self.n,) + tuple(a.shape)
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.arr = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.float32, shape=shape)
+            else:
+                self.arr = np.zeros(shape, dtype=np.float32)
+        self.arr[i] = a
+
+    def get(self, i: int) -> np.ndarray:
+        return self.arr[i]
+
+    def result(self):
+        if self.arr is None:
+            return None
+        if isinstance(self.arr, np.memmap):
+            self.arr.flush()
+            return self.arr
+        return torch.from_numpy(self.arr)
+
+
 def _hash_or_none(path: Path) -> str | None:
     try:
         return file_sha1(path)
@@ -172,11 +203,14 @@ def extract_features(
     with_maps: bool = True,
     max_bad: int | None = None,
     num_threads: int = 4,
+    maps_file: str | Path | None = None,
 ) -> Features:
     """Features of every image in `records` (ImageRecords or paths); see the module doc.
 
     The model is put in eval mode. `cache_dir` is used only together with `model_key`.
     `max_bad`: DataError when more images than this fail to load (None: never).
+    `maps_file`: write the match maps to this memory-mapped .npy file instead of RAM (large
+    galleries); `Features.match_maps` is then that `np.memmap` (the scorers accept both).
     """
     paths = [Path(r.path) if isinstance(r, ImageRecord) else Path(r) for r in records]
     n = len(paths)
@@ -192,7 +226,7 @@ def extract_features(
         hashes = list(pool.map(_hash_or_none, paths))
     ok = np.zeros(n, dtype=bool)
     errors: list[str] = []
-    outputs: dict[str, list] = {k: [None] * n for k in needed}
+    outputs = {k: _Rows(n, Path(maps_file) if (k == "match_map" and maps_file is not None) else None) for k in needed}
     resized_flags = np.zeros(n, dtype=bool)
 
     todo: list[int] = []
@@ -205,7 +239,7 @@ def extract_features(
             got = _cache_load(_cache_path(cache_root, model_key, h), needed)
             if got is not None:
                 for k in needed:
-                    outputs[k][i] = got[k]
+                    outputs[k].set(i, got[k])
                 resized_flags[i] = bool(got.get("resized", np.array(False)))
                 ok[i] = True
                 hits += 1
@@ -243,7 +277,7 @@ def extract_features(
                 for j, (i, _, rs) in enumerate(good):
                     arrays = {k: res[k][j].numpy() for k in needed}
                     for k in needed:
-                        outputs[k][i] = arrays[k]
+                        outputs[k].set(i, arrays[k])
                     ok[i] = True
                     resized_flags[i] = rs
                     if use_cache:
@@ -253,7 +287,7 @@ def extract_features(
     for i, j in dup_of.items():
         if ok[j]:
             for k in needed:
-                outputs[k][i] = outputs[k][j]
+                outputs[k].set(i, outputs[k].get(j))
             ok[i] = True
             resized_flags[i] = resized_flags[j]
         else:
@@ -266,17 +300,8 @@ def extract_features(
             f"{n_bad} of {n} images failed to load (limit --max-bad {max_bad}); first: {errors[0] if errors else '?'}"
         )
 
-    def stack(key: str) -> torch.Tensor | None:
-        if key not in needed:
-            return None
-        template = next((a for a in outputs[key] if a is not None), None)
-        if template is None:
-            return None
-        arr = np.zeros((n,) + template.shape, dtype=np.float32)
-        for i, a in enumerate(outputs[key]):
-            if a is not None:
-                arr[i] = a
-        return torch.from_numpy(arr)
+    def stack(key: str):
+        return outputs[key].result() if key in needed else None
 
     emb = stack("embedding")
     if emb is None:

@@ -13,6 +13,7 @@ Methods (all side by side):
 
 from __future__ import annotations
 
+import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,13 +151,14 @@ def _stage(progress: StageProgress, name: str):
     return progress(name) if progress is not None else nullcontext(None)
 
 
-def _extract(records, em: EvalModel, *, methods, flip, batch_size, device, cache_dir, progress, name) -> Features:
+def _extract(records, em: EvalModel, *, methods, flip, batch_size, device, cache_dir, progress, name,
+             maps_file=None) -> Features:
     with_maps = any(m.startswith("qaconv") or m == "fused" for m in methods)
     with _stage(progress, name) as cb:
         return extract_features(
             records, model=em.model.to(device), device=device, batch_size=batch_size, flip=flip,
             cache_dir=cache_dir, progress=cb, model_key=em.cache_key(flip) if cache_dir else None,
-            with_maps=with_maps,
+            with_maps=with_maps, maps_file=maps_file,
         )
 
 
@@ -211,10 +213,23 @@ def evaluate_gallery(
         raise DataError("there are no probe images")
     methods = resolve_methods(methods, em)
     device = torch.device(device)
+    with tempfile.TemporaryDirectory(prefix="occtool_eval_") as tmp:
+        return _evaluate_gallery(gallery_records, probe_records, em=em, methods=methods, flip=flip,
+                                 threshold=threshold, max_bad=max_bad, batch_size=batch_size, device=device,
+                                 cache_dir=cache_dir, shortlist_k=shortlist_k, fars=fars,
+                                 max_impostors=max_impostors, progress=progress, tmp=Path(tmp))
+
+
+def _evaluate_gallery(gallery_records, probe_records, *, em, methods, flip, threshold, max_bad, batch_size,
+                      device, cache_dir, shortlist_k, fars, max_impostors, progress, tmp: Path) -> dict:
+    # feature maps of a large side go to a memory-mapped file, so RAM stays bounded
+    big = AUTO_SHORTLIST_GALLERY
     gf = _extract(gallery_records, em, methods=methods, flip=flip, batch_size=batch_size, device=device,
-                  cache_dir=cache_dir, progress=progress, name="gallery")
+                  cache_dir=cache_dir, progress=progress, name="gallery",
+                  maps_file=tmp / "gallery_maps.npy" if len(gallery_records) > big else None)
     pf = _extract(probe_records, em, methods=methods, flip=flip, batch_size=batch_size, device=device,
-                  cache_dir=cache_dir, progress=progress, name="probes")
+                  cache_dir=cache_dir, progress=progress, name="probes",
+                  maps_file=tmp / "probe_maps.npy" if len(probe_records) > big else None)
     bad = _check_bad([gf, pf], max_bad)
     check_content_leakage(gf.hashes, pf.hashes, gf.paths, pf.paths)
 
@@ -246,9 +261,9 @@ def evaluate_gallery(
 
     def qa_scorer(use_vis: bool) -> QAConvScorer:
         return QAConvScorer(
-            em.matcher, pf.match_maps[p_idx], gf.match_maps[g_idx], g_labels, n_ids, device=device,
-            probe_vis=pf.occlusion[p_idx] if use_vis else None,
-            gallery_vis=gf.occlusion[g_idx] if use_vis else None,
+            em.matcher, pf.match_maps, gf.match_maps, g_labels, n_ids, device=device,
+            probe_vis=pf.occlusion if use_vis else None, gallery_vis=gf.occlusion if use_vis else None,
+            probe_rows=p_ok, gallery_rows=g_ok,
         )
 
     results = {}

@@ -37,10 +37,13 @@ def identity_templates(embeddings: torch.Tensor, labels, n_ids: int) -> torch.Te
 
 def _gather_maps(maps, idx, device) -> torch.Tensor:
     """maps: torch tensor or numpy/memmap array [N, C, H, W]; idx: int array -> float32 tensor on device."""
+    idx = np.asarray(idx, dtype=np.int64)
     if isinstance(maps, torch.Tensor):
-        out = maps[torch.as_tensor(idx, dtype=torch.long)]
+        out = maps[torch.as_tensor(idx)]
+    elif idx.size and np.all(np.diff(idx) == 1):  # a contiguous run: one slice read
+        out = torch.from_numpy(np.ascontiguousarray(maps[idx[0] : idx[-1] + 1]))
     else:
-        out = torch.from_numpy(np.ascontiguousarray(maps[np.asarray(idx)]))
+        out = torch.from_numpy(np.ascontiguousarray(maps[idx]))
     return out.to(device=device, dtype=torch.float32, non_blocking=True)
 
 
@@ -59,12 +62,15 @@ def max_per_identity(scores: torch.Tensor, labels: torch.Tensor, n_ids: int) -> 
 class QAConvScorer:
     """QAConv scores of probe maps against gallery images, identity = best image.
 
-    matcher: `occtool.matching.QAConvMatcher` (trained or not). use_vis: pass the predicted
-    visibility maps (qaconv_occ) or not (qaconv).
+    matcher: `occtool.matching.QAConvMatcher` (trained or not). Maps are torch tensors or numpy
+    arrays / memmaps `[N, C, H, W]`, read a chunk at a time (so a memory-mapped gallery never has
+    to fit in RAM); `probe_rows` / `gallery_rows` pick the rows of those arrays that take part
+    (default: all). Visibility maps (`qaconv_occ`) likewise, or None (`qaconv`).
     """
 
     def __init__(self, matcher, probe_maps, gallery_maps, gallery_labels, n_ids, *, device,
-                 probe_vis=None, gallery_vis=None, gallery_chunk: int = 2048):
+                 probe_vis=None, gallery_vis=None, probe_rows=None, gallery_rows=None,
+                 gallery_chunk: int = 2048):
         self.matcher = matcher.to(device).eval()
         self.probe_maps = probe_maps
         self.gallery_maps = gallery_maps
@@ -73,27 +79,38 @@ class QAConvScorer:
         self.device = torch.device(device)
         self.probe_vis = probe_vis
         self.gallery_vis = gallery_vis
+        self.p_rows = np.arange(len(probe_maps)) if probe_rows is None else np.asarray(probe_rows, dtype=np.int64)
+        self.g_rows = np.arange(len(gallery_maps)) if gallery_rows is None else np.asarray(gallery_rows, dtype=np.int64)
+        if self.g_rows.size != self.labels.numel():
+            raise OcctoolError(f"QAConvScorer: {self.g_rows.size} gallery rows but {self.labels.numel()} labels")
         self.gallery_chunk = gallery_chunk
         # image indices of each identity (for shortlist re-ranking)
-        order = np.argsort(self.labels.numpy(), kind="stable")
-        counts = np.bincount(self.labels.numpy(), minlength=n_ids)
-        self._starts = np.r_[0, np.cumsum(counts)]
-        self._order = order
+        lab = self.labels.numpy()
+        self._order = np.argsort(lab, kind="stable")
+        self._starts = np.r_[0, np.cumsum(np.bincount(lab, minlength=n_ids))]
 
     def _score(self, pm, gm, pv, gv) -> torch.Tensor:
         return self.matcher.score(pm, gm, probe_vis=pv, gallery_vis=gv).float()
 
+    def _probe(self, rows):
+        pm = _gather_maps(self.probe_maps, rows, self.device)
+        pv = None if self.probe_vis is None else _gather_maps(self.probe_vis, rows, self.device)
+        return pm, pv
+
+    def _gallery(self, rows):
+        gm = _gather_maps(self.gallery_maps, rows, self.device)
+        gv = None if self.gallery_vis is None else _gather_maps(self.gallery_vis, rows, self.device)
+        return gm, gv
+
     @torch.inference_mode()
     def identity_scores(self, rows: slice) -> torch.Tensor:
         """[p, I] for the probes in `rows` against every gallery identity (gallery in chunks)."""
-        pm = _slice_maps(self.probe_maps, rows.start, rows.stop, self.device)
-        pv = None if self.probe_vis is None else _slice_maps(self.probe_vis, rows.start, rows.stop, self.device)
+        pm, pv = self._probe(self.p_rows[rows])
         out = torch.full((pm.shape[0], self.n_ids), NEG_INF, device=self.device)
-        g_total = self.labels.shape[0]
+        g_total = self.g_rows.size
         for a in range(0, g_total, self.gallery_chunk):
             b = min(a + self.gallery_chunk, g_total)
-            gm = _slice_maps(self.gallery_maps, a, b, self.device)
-            gv = None if self.gallery_vis is None else _slice_maps(self.gallery_vis, a, b, self.device)
+            gm, gv = self._gallery(self.g_rows[a:b])
             s = self._score(pm, gm, pv, gv)
             out = torch.maximum(out, max_per_identity(s, self.labels[a:b], self.n_ids))
         return out.cpu()
@@ -108,10 +125,8 @@ class QAConvScorer:
     def scores_for(self, probe: int, ids: np.ndarray) -> np.ndarray:
         """QAConv identity scores of one probe against the given identities only -> [len(ids)]."""
         imgs, img_ids = self.images_of(ids)
-        pm = _gather_maps(self.probe_maps, [probe], self.device)
-        pv = None if self.probe_vis is None else _gather_maps(self.probe_vis, [probe], self.device)
-        gm = _gather_maps(self.gallery_maps, imgs, self.device)
-        gv = None if self.gallery_vis is None else _gather_maps(self.gallery_vis, imgs, self.device)
+        pm, pv = self._probe(self.p_rows[[probe]])
+        gm, gv = self._gallery(self.g_rows[imgs])
         s = self._score(pm, gm, pv, gv)[0].cpu().numpy()
         best = {int(i): NEG_INF for i in ids}
         for sc, i in zip(s, img_ids):

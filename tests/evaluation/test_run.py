@@ -182,6 +182,21 @@ def test_shortlist_path_matches_full_when_k_covers_gallery(split, random_checkpo
     assert s["shortlist_k"] == 3 and s["impostors_sampled"]
 
 
+def test_large_side_uses_memmapped_maps_and_auto_shortlist(split, random_checkpoint, monkeypatch):
+    import occtool.evaluation.run as run_mod
+
+    gal, prb = split
+    em = load_eval_model(checkpoint=random_checkpoint)
+    kw = dict(em=em, methods=["qaconv"], device="cpu")
+    ref = evaluate_gallery(list_identity_tree(gal), list_identity_tree(prb), shortlist_k=0, **kw)
+    monkeypatch.setattr(run_mod, "AUTO_SHORTLIST_GALLERY", 2)  # 3 gallery / 6 probe images count as "large"
+    monkeypatch.setattr(run_mod, "AUTO_SHORTLIST_K", 3)
+    big = evaluate_gallery(list_identity_tree(gal), list_identity_tree(prb), **kw)
+    assert big["metrics"]["shortlist_k"] == 3
+    assert big["metrics"]["methods"]["qaconv"]["rank1"] == ref["metrics"]["methods"]["qaconv"]["rank1"]
+    assert [r["top1_identity"] for r in big["rows"]] == [r["top1_identity"] for r in ref["rows"]]
+
+
 def test_backbone_only_methods(random_weights):
     em = load_eval_model(backbone="mobilefacenet", weights=random_weights)
     assert em.available_methods() == ["cosine", "qaconv"]
@@ -192,3 +207,20 @@ def test_backbone_only_methods(random_weights):
         resolve_methods(["qaconv_occ"], em)
     with pytest.raises(OcctoolError, match="unknown method"):
         resolve_methods(["nope"], em)
+
+
+def test_cli_config_file_and_set_overrides(split, random_weights, tmp_path):
+    import yaml
+
+    gal, prb = split
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text(yaml.safe_dump({"methods": ["cosine"], "backbone": "mobilefacenet", "weights": str(random_weights),
+                                   "gallery_root": str(gal), "probe_root": str(prb), "cache": False}))
+    out = tmp_path / "o"
+    assert run(["eval-gallery", "--config", str(cfg), "--set", "flip=false", "--set", "fars=[0.1]",
+                "--device", "cpu", "--out", str(out)]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["flip"] is False and saved["methods"] == ["cosine"] and saved["fars"] == [0.1]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["flip"] is False and list(m["methods"]) == ["cosine"] and "tar@far=1e-1" in m["methods"]["cosine"]
+    assert run(["eval-gallery", "--set", "nope=1", "--out", str(tmp_path / "o2")]) == 1
