@@ -16,6 +16,7 @@ from occtool import __version__
 
 # (command name, "occtool.cli.<module>:<function>")
 COMMANDS: list[tuple[str, str]] = [
+    ("align", "occtool.cli.align:align"),
     ("augment", "occtool.cli.augment:augment"),
     ("eval-gallery", "occtool.cli.eval_gallery:eval_gallery"),
     ("make-protocol", "occtool.cli.make_protocol:make_protocol"),

@@ -1,0 +1,300 @@
+"""RetinaFace (MobileNet-0.25) face detector with 5 landmarks, rebuilt from its state dict.
+
+The network follows `../shared/weights/retinaface_mnet025/ARCH.md`: a MobileNetV1-0.25 body
+(strides 8/16/32), a 3-level FPN (64 channels), one SSH context module per level and 1x1 heads
+(2 anchors per location: face logits, box deltas, 5 landmark deltas). Input: BGR float minus the
+mean (104, 117, 123), no scaling, at the image's own size (optionally downscaled to a max side).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from occtool.detect.paths import default_weights, resolve_weights  # noqa: F401 - re-exported
+from occtool.errors import CheckpointError, ShapeError
+
+BGR_MEAN = (104.0, 117.0, 123.0)
+STEPS = (8, 16, 32)
+MIN_SIZES = ((16, 32), (64, 128), (256, 512))
+VARIANCES = (0.1, 0.2)
+
+
+@dataclass
+class Detection:
+    """One face: box [4] (x1, y1, x2, y2), score, landmarks [5, 2] (x, y) in image pixels.
+
+    Landmark order: left eye, right eye, nose tip, left mouth corner, right mouth corner
+    (left/right as seen in the image), the order of `occtool.data.landmarks`.
+    """
+
+    box: np.ndarray
+    score: float
+    landmarks: np.ndarray
+
+    @property
+    def center(self) -> np.ndarray:
+        return np.array([(self.box[0] + self.box[2]) / 2.0, (self.box[1] + self.box[3]) / 2.0], dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- network
+
+
+def _conv_bn(inp: int, oup: int, stride: int, *, kernel: int = 3, leaky: float | None = 0.1) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(inp, oup, kernel, stride, kernel // 2, bias=False),
+        nn.BatchNorm2d(oup),
+    ]
+    if leaky is not None:
+        layers.append(nn.LeakyReLU(negative_slope=leaky, inplace=True))
+    return nn.Sequential(*layers)
+
+
+def _conv_dw(inp: int, oup: int, stride: int, leaky: float = 0.1) -> nn.Sequential:
+    """Depthwise 3x3 + BN + act, pointwise 1x1 + BN + act (keys .0/.1/.3/.4)."""
+    return nn.Sequential(
+        nn.Conv2d(inp, inp, 3, stride, 1, groups=inp, bias=False),
+        nn.BatchNorm2d(inp),
+        nn.LeakyReLU(negative_slope=leaky, inplace=True),
+        nn.Conv2d(inp, oup, 1, 1, 0, bias=False),
+        nn.BatchNorm2d(oup),
+        nn.LeakyReLU(negative_slope=leaky, inplace=True),
+    )
+
+
+class _MobileNetV1(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stage1 = nn.Sequential(
+            _conv_bn(3, 8, 2),
+            _conv_dw(8, 16, 1),
+            _conv_dw(16, 32, 2),
+            _conv_dw(32, 32, 1),
+            _conv_dw(32, 64, 2),
+            _conv_dw(64, 64, 1),
+        )
+        self.stage2 = nn.Sequential(_conv_dw(64, 128, 2), *[_conv_dw(128, 128, 1) for _ in range(5)])
+        self.stage3 = nn.Sequential(_conv_dw(128, 256, 2), _conv_dw(256, 256, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        c1 = self.stage1(x)
+        c2 = self.stage2(c1)
+        c3 = self.stage3(c2)
+        return c1, c2, c3
+
+
+class _FPN(nn.Module):
+    def __init__(self, in_channels: tuple[int, int, int] = (64, 128, 256), out_channels: int = 64) -> None:
+        super().__init__()
+        self.output1 = _conv_bn(in_channels[0], out_channels, 1, kernel=1)
+        self.output2 = _conv_bn(in_channels[1], out_channels, 1, kernel=1)
+        self.output3 = _conv_bn(in_channels[2], out_channels, 1, kernel=1)
+        self.merge1 = _conv_bn(out_channels, out_channels, 1)
+        self.merge2 = _conv_bn(out_channels, out_channels, 1)
+
+    def forward(self, feats):
+        o1 = self.output1(feats[0])
+        o2 = self.output2(feats[1])
+        o3 = self.output3(feats[2])
+        o2 = self.merge2(o2 + F.interpolate(o3, size=o2.shape[-2:], mode="nearest"))
+        o1 = self.merge1(o1 + F.interpolate(o2, size=o1.shape[-2:], mode="nearest"))
+        return o1, o2, o3
+
+
+class _SSH(nn.Module):
+    def __init__(self, in_channels: int = 64, out_channels: int = 64) -> None:
+        super().__init__()
+        self.conv3X3 = _conv_bn(in_channels, out_channels // 2, 1, leaky=None)
+        self.conv5X5_1 = _conv_bn(in_channels, out_channels // 4, 1)
+        self.conv5X5_2 = _conv_bn(out_channels // 4, out_channels // 4, 1, leaky=None)
+        self.conv7X7_2 = _conv_bn(out_channels // 4, out_channels // 4, 1)
+        self.conv7x7_3 = _conv_bn(out_channels // 4, out_channels // 4, 1, leaky=None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c3 = self.conv3X3(x)
+        c5_1 = self.conv5X5_1(x)
+        c5 = self.conv5X5_2(c5_1)
+        c7 = self.conv7x7_3(self.conv7X7_2(c5_1))
+        return F.relu(torch.cat([c3, c5, c7], dim=1))
+
+
+class _Head(nn.Module):
+    def __init__(self, in_channels: int, per_anchor: int, num_anchors: int = 2) -> None:
+        super().__init__()
+        self.per_anchor = per_anchor
+        self.conv1x1 = nn.Conv2d(in_channels, num_anchors * per_anchor, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1x1(x).permute(0, 2, 3, 1).contiguous()
+        return out.view(out.shape[0], -1, self.per_anchor)
+
+
+class RetinaFaceNet(nn.Module):
+    """RetinaFace MobileNet-0.25. forward(x [B,3,H,W] BGR-mean) -> (boxes [B,N,4], logits [B,N,2],
+    landmarks [B,N,10]) with N = sum over levels of ceil(H/s)*ceil(W/s)*2 anchors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = _MobileNetV1()
+        self.fpn = _FPN()
+        self.ssh1 = _SSH()
+        self.ssh2 = _SSH()
+        self.ssh3 = _SSH()
+        self.ClassHead = nn.ModuleList([_Head(64, 2) for _ in range(3)])
+        self.BboxHead = nn.ModuleList([_Head(64, 4) for _ in range(3)])
+        self.LandmarkHead = nn.ModuleList([_Head(64, 10) for _ in range(3)])
+
+    def forward(self, x: torch.Tensor):
+        feats = self.fpn(self.body(x))
+        feats = [self.ssh1(feats[0]), self.ssh2(feats[1]), self.ssh3(feats[2])]
+        boxes = torch.cat([h(f) for h, f in zip(self.BboxHead, feats)], dim=1)
+        logits = torch.cat([h(f) for h, f in zip(self.ClassHead, feats)], dim=1)
+        landmarks = torch.cat([h(f) for h, f in zip(self.LandmarkHead, feats)], dim=1)
+        return boxes, logits, landmarks
+
+
+def load_retinaface(weights: str | Path | None = None) -> RetinaFaceNet:
+    """Build the network and load the state dict strictly (CheckpointError on any mismatch)."""
+    path = resolve_weights(weights)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling/format problem is the user's file
+        raise CheckpointError(f"RetinaFace weights {path} do not load: {exc.__class__.__name__}: {exc}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"RetinaFace weights {path}: expected a state dict, got {type(state).__name__}")
+    state = OrderedDict((k[len("module."):] if k.startswith("module.") else k, v) for k, v in state.items())
+    net = RetinaFaceNet()
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:2]
+        raise CheckpointError(f"RetinaFace weights {path} do not match the MobileNet-0.25 network: {' '.join(first)}") from None
+    return net.eval()
+
+
+# ----------------------------------------------------------------------------- priors / decoding
+
+
+def make_priors(height: int, width: int) -> np.ndarray:
+    """Anchors [N, 4] (cx, cy, w, h) normalised by the image size; order level, row, column, size."""
+    out = []
+    for step, sizes in zip(STEPS, MIN_SIZES):
+        fh, fw = math.ceil(height / step), math.ceil(width / step)
+        cy, cx = np.meshgrid((np.arange(fh) + 0.5) * step / height, (np.arange(fw) + 0.5) * step / width, indexing="ij")
+        per_size = []
+        for s in sizes:
+            per_size.append(
+                np.stack([cx, cy, np.full_like(cx, s / width), np.full_like(cy, s / height)], axis=-1)
+            )  # [fh, fw, 4]
+        out.append(np.stack(per_size, axis=2).reshape(-1, 4))  # [fh*fw*2, 4] row, col, size
+    return np.concatenate(out, axis=0).astype(np.float32)
+
+
+def decode_boxes(deltas: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
+    """deltas [N, 4], priors [N, 4] (cx, cy, w, h) -> corners [N, 4] normalised."""
+    centers = priors[:, :2] + deltas[:, :2] * VARIANCES[0] * priors[:, 2:]
+    sizes = priors[:, 2:] * torch.exp(deltas[:, 2:] * VARIANCES[1])
+    return torch.cat([centers - sizes / 2, centers + sizes / 2], dim=1)
+
+
+def decode_landmarks(deltas: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
+    """deltas [N, 10], priors [N, 4] -> points [N, 5, 2] normalised."""
+    d = deltas.view(-1, 5, 2)
+    return priors[:, None, :2] + d * VARIANCES[0] * priors[:, None, 2:]
+
+
+# ----------------------------------------------------------------------------- detector
+
+
+class RetinaFaceDetector:
+    """Face detector: `detect(image_rgb uint8 [H, W, 3]) -> list[Detection]`, highest score first.
+
+    weights: state-dict path (default: the shared RetinaFace MobileNet-0.25 weights).
+    score_threshold: faces with a lower face probability are dropped.
+    nms_iou: IoU of the non-maximum suppression (torchvision.ops.nms).
+    max_side: images whose longer side exceeds it are downscaled for detection (coordinates are
+      mapped back to the original pixels); None or 0 = always the original size.
+    top_k: at most this many candidates enter NMS; keep_top_k: at most this many faces out.
+    """
+
+    def __init__(
+        self,
+        *,
+        weights: str | Path | None = None,
+        score_threshold: float = 0.5,
+        nms_iou: float = 0.4,
+        max_side: int | None = 1024,
+        device: str | torch.device = "cpu",
+        top_k: int = 5000,
+        keep_top_k: int = 750,
+    ) -> None:
+        self.device = torch.device(device)
+        self.net = load_retinaface(weights).to(self.device)
+        self.score_threshold = float(score_threshold)
+        self.nms_iou = float(nms_iou)
+        self.max_side = int(max_side) if max_side else None
+        self.top_k = int(top_k)
+        self.keep_top_k = int(keep_top_k)
+        self._priors: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
+        self._mean = torch.tensor(BGR_MEAN, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+
+    def priors(self, height: int, width: int) -> torch.Tensor:
+        """Priors for an input size, cached (the 16 most recent sizes)."""
+        key = (int(height), int(width))
+        cached = self._priors.get(key)
+        if cached is None:
+            cached = torch.from_numpy(make_priors(*key)).to(self.device)
+            self._priors[key] = cached
+            while len(self._priors) > 16:
+                self._priors.popitem(last=False)
+        else:
+            self._priors.move_to_end(key)
+        return cached
+
+    @torch.inference_mode()
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        import cv2
+        from torchvision.ops import nms
+
+        image = np.asarray(image_rgb)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ShapeError(f"detect: expected uint8 RGB [H, W, 3], got {image.dtype} {tuple(image.shape)}")
+        h0, w0 = image.shape[:2]
+        scale = 1.0
+        if self.max_side and max(h0, w0) > self.max_side:
+            scale = self.max_side / float(max(h0, w0))
+            size = (max(1, round(w0 * scale)), max(1, round(h0 * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        h, w = image.shape[:2]
+        # RGB -> BGR, float, minus the mean: [1, 3, H, W]
+        x = torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1])).to(self.device)
+        x = x.permute(2, 0, 1).unsqueeze(0).float() - self._mean
+        box_d, logits, lmk_d = self.net(x)
+        scores = torch.softmax(logits[0], dim=-1)[:, 1]
+        keep = scores > self.score_threshold
+        if not bool(keep.any()):
+            return []
+        priors = self.priors(h, w)[keep]
+        scores = scores[keep]
+        box_d, lmk_d = box_d[0][keep], lmk_d[0][keep]
+        if scores.numel() > self.top_k:
+            scores, order = scores.topk(self.top_k)
+            priors, box_d, lmk_d = priors[order], box_d[order], lmk_d[order]
+        to_pixels = torch.tensor([w, h], dtype=torch.float32, device=self.device) / scale
+        boxes = decode_boxes(box_d, priors) * to_pixels.repeat(2)
+        points = decode_landmarks(lmk_d, priors) * to_pixels
+        kept = nms(boxes, scores, self.nms_iou)[: self.keep_top_k]  # sorted by score, descending
+        boxes, scores, points = boxes[kept].cpu().numpy(), scores[kept].cpu().numpy(), points[kept].cpu().numpy()
+        return [
+            Detection(box=boxes[i].astype(np.float32), score=float(scores[i]), landmarks=points[i].astype(np.float32))
+            for i in range(len(kept))
+        ]
