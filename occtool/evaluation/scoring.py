@@ -8,7 +8,8 @@ Gallery: G images with identity index `gallery_labels[g]` in [0, I). Scores are 
 
 `identify(...)` walks the probes in chunks and keeps, per probe, only what the metrics need:
 the rank of the true identity (pessimistic on ties), the genuine score, impostor scores (all of
-them while P*I <= `max_impostors`, else a uniform random sample per probe, flagged), and the
+them while P*I <= `max_impostors`, else a uniform random sample (with replacement) of
+`max_impostors / P` per probe, flagged; float32, the precision scores are computed in), and the
 top-k list for scores.csv. With a shortlist (`shortlist_k`), QAConv re-ranks only the cosine
 top-k identities of each probe (plus the true identity and the sampled impostors, scored
 separately so that verification is not biased by the hard shortlist); a true identity outside
@@ -18,6 +19,7 @@ the cosine shortlist gets rank k+1 ("not found in the top k").
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 
@@ -231,7 +233,7 @@ def identify(
     matrix = torch.empty((P, n_ids), dtype=torch.float32) if keep_matrix else None
     for a in range(0, P, chunk):
         b = min(a + chunk, P)
-        s = scorer.identity_scores(slice(a, b)).double()
+        s = scorer.identity_scores(slice(a, b)).float()
         if not torch.isfinite(s).all():
             raise OcctoolError("a scoring method produced non-finite scores")
         if matrix is not None:
@@ -246,17 +248,22 @@ def identify(
             ranks = (s[kr] >= g[:, None]).sum(dim=1)
             gen_all[a + kr.numpy()] = g.numpy()
             ranks_all[a + kr.numpy()] = ranks.numpy()
-        # impostors: every column but the true one (all columns for unknown probes)
-        mask = np.ones_like(sn, dtype=bool)
-        kn = known.numpy()
-        mask[np.nonzero(kn)[0], true_ids[a:b][kn]] = False
+        # impostors: every column but the true one (all columns for unknown probes); stored as
+        # float32, the precision the scores are computed in
         if not sampled:
-            imps.append(sn[mask])
-        else:
+            mask = np.ones_like(sn, dtype=bool)
+            kn = known.numpy()
+            mask[np.nonzero(kn)[0], true_ids[a:b][kn]] = False
+            imps.append(sn[mask].astype(np.float32))
+        else:  # a uniform sample (with replacement) of each probe's impostor columns
             for r in range(b - a):
-                cols = np.nonzero(mask[r])[0]
-                pick = rng.choice(cols, size=min(budget, cols.size), replace=False)
-                imps.append(sn[r, pick])
+                tr = int(true_ids[a + r])
+                if tr >= 0:
+                    cols = rng.integers(0, n_ids - 1, size=budget)
+                    cols[cols >= tr] += 1  # skip the true column
+                else:
+                    cols = rng.integers(0, n_ids, size=budget)
+                imps.append(sn[r, cols].astype(np.float32))
         tv, ti = torch.topk(s, k, dim=1)
         top_ids[a:b] = ti.numpy()
         top_sc[a:b] = tv.numpy()
@@ -323,7 +330,7 @@ def identify_shortlist(
             top_ids[p] = cand[order]
             top_sc[p] = cand_sc[order]
             if imp_ids:
-                imps.append(np.array([lookup[i] for i in imp_ids]))
+                imps.append(np.array([lookup[i] for i in imp_ids], dtype=np.float32))
             if t >= 0:
                 g = lookup[t]
                 gen_all[p] = g
