@@ -1,0 +1,30 @@
+"""The QAConv benchmark's main() runs end to end at tiny sizes (so that it cannot rot)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_qaconv.py"
+
+
+def test_bench_qaconv_main_tiny(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("bench_qaconv", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "bench.json"
+    res = mod.main([
+        "--quick", "--configs", "3x5,2x40", "--rounds", "1", "--channels", "8", "--size", "3",
+        "--accuracy-ids", "6", "--memory-probes", "2", "--memory-gallery", "5,20", "--json", str(out),
+    ])
+    text = capsys.readouterr().out
+    for key in ("pairs/s", "occlusion-aware / plain", "naive formula", "GEMM", "reduced precision", "peak RSS"):
+        assert key in text
+    assert [r["G"] for r in res["throughput"]] == [5, 40]
+    row = res["throughput"][0]
+    assert set(row["best_s"]) >= {"gemm", "plain", "folded", "naive"}
+    assert row["all_ones_equals_plain_exactly"] and row["max_abs_diff_folded_vs_naive"] < 1e-5
+    assert res["precision"]["identities"] == 6
+    assert len(res["memory"]) == 2 and all(m["peak_rss_mb"] > 0 for m in res["memory"])
+    assert json.loads(out.read_text())["throughput"][1]["P"] == 2
