@@ -426,15 +426,14 @@ def evaluate_pairs(
         if m == "fused":
             continue
         with _stage(progress, f"score {m}") as cb:
-            if m == "cosine":
-                s = cosine_pair_scores(feats.embeddings[ta], feats.embeddings[tb])
-            elif m == "cosine_occ":
-                s = cosine_pair_scores(feats.occ_embeddings[ta], feats.occ_embeddings[tb])
+            if m in ("cosine", "cosine_occ"):
+                emb = feats.embeddings if m == "cosine" else feats.occ_embeddings
+                s = cosine_pair_scores(emb[ta], emb[tb])
+                if cb is not None:
+                    cb(len(s), len(s))
             else:
-                vis = m == "qaconv_occ"
                 s = qaconv_pair_scores(
-                    em.matcher, feats.match_maps[ta], feats.match_maps[tb],
-                    feats.occlusion[ta] if vis else None, feats.occlusion[tb] if vis else None,
+                    em.matcher, feats.match_maps, ia, ib, feats.occlusion if m == "qaconv_occ" else None,
                     device=device, chunk=16 if device.type == "cpu" else 64, progress=cb,
                 )
         scores[m] = s

@@ -49,11 +49,6 @@ def _gather_maps(maps, idx, device) -> torch.Tensor:
     return out.to(device=device, dtype=torch.float32, non_blocking=True)
 
 
-def _slice_maps(maps, a: int, b: int, device) -> torch.Tensor:
-    out = maps[a:b] if isinstance(maps, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(maps[a:b]))
-    return out.to(device=device, dtype=torch.float32)
-
-
 def max_per_identity(scores: torch.Tensor, labels: torch.Tensor, n_ids: int) -> torch.Tensor:
     """[P, G] image scores -> [P, I] best image score per identity (-inf where none)."""
     out = torch.full((scores.shape[0], n_ids), NEG_INF, dtype=scores.dtype, device=scores.device)
@@ -366,19 +361,25 @@ def cosine_pair_scores(emb_a: torch.Tensor, emb_b: torch.Tensor) -> np.ndarray:
 
 
 @torch.inference_mode()
-def qaconv_pair_scores(matcher, maps_a, maps_b, vis_a=None, vis_b=None, *, device, chunk: int = 16,
+def qaconv_pair_scores(matcher, maps, idx_a, idx_b, vis=None, *, device, chunk: int = 16,
                        progress: ProgressFn = None) -> np.ndarray:
-    """QAConv score of each (a[i], b[i]) pair -> [N]: the diagonal of chunk x chunk score blocks
-    (BatchNorm in eval mode is per element, so the diagonal equals scoring the pair alone)."""
+    """QAConv score of each pair (maps[idx_a[i]], maps[idx_b[i]]) -> [N].
+
+    maps [M, C, H, W] (tensor or array), vis [M, 1, H, W] or None; rows are gathered a chunk at a
+    time. Each chunk is a chunk x chunk score block whose diagonal is kept (the head uses running
+    statistics, per element, so the diagonal equals scoring each pair alone).
+    """
     matcher = matcher.to(device).eval()
-    n = maps_a.shape[0]
+    idx_a = np.asarray(idx_a, dtype=np.int64)
+    idx_b = np.asarray(idx_b, dtype=np.int64)
+    n = idx_a.size
     out = np.zeros(n, dtype=np.float64)
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
-        pa = _slice_maps(maps_a, a, b, device)
-        pb = _slice_maps(maps_b, a, b, device)
-        va = None if vis_a is None else _slice_maps(vis_a, a, b, device)
-        vb = None if vis_b is None else _slice_maps(vis_b, a, b, device)
+        pa = _gather_maps(maps, idx_a[a:b], device)
+        pb = _gather_maps(maps, idx_b[a:b], device)
+        va = None if vis is None else _gather_maps(vis, idx_a[a:b], device)
+        vb = None if vis is None else _gather_maps(vis, idx_b[a:b], device)
         s = matcher.score(pa, pb, probe_vis=va, gallery_vis=vb).float()
         out[a:b] = torch.diagonal(s).cpu().numpy()
         report(progress, b, n)

@@ -225,3 +225,23 @@ def test_cli_config_file_and_set_overrides(split, random_weights, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["flip"] is False and list(m["methods"]) == ["cosine"] and "tar@far=1e-1" in m["methods"]["cosine"]
     assert run(["eval-gallery", "--set", "nope=1", "--out", str(tmp_path / "o2")]) == 1
+
+
+def test_pairs_mode_every_method_with_root_b(tmp_path, random_checkpoint):
+    from occtool.evaluation.run import evaluate_pairs
+
+    root = _tree(tmp_path / "a")
+    occ = _tree(tmp_path / "b" / "images", seed=1)  # another tree (an "occluded copy")
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("2 2\namy 1 2\nbob 1 2\namy 1 bob 1\nbob 2 cat 1\n"
+                     "cat 1 2\namy 2 3\ncat 3 amy 3\nbob 3 cat 2\n")
+    em = load_eval_model(checkpoint=random_checkpoint)
+    res = evaluate_pairs(pairs, root, tmp_path / "b", em=em, methods=["cosine", "cosine_occ", "qaconv", "qaconv_occ",
+                                                                      "fused"], device="cpu")
+    m = res["metrics"]
+    assert list(m["methods"]) == ["cosine", "cosine_occ", "qaconv", "qaconv_occ", "fused"]
+    for block in m["methods"].values():
+        assert {"acc_10fold", "acc_10fold_std", "auc", "eer", "tar@far=1e-3"} <= set(block)
+        assert len(block["fold_accuracies"]) == 2
+    assert m["counts"]["pairs_used"] == 8 and m["counts"]["images"] == 7 + 6  # distinct first + second images
+    assert all(r["image_b"].startswith(str(tmp_path / "b" / "images")) for r in res["rows"])

@@ -11,6 +11,7 @@ from occtool.evaluation.scoring import (
     identify,
     identity_templates,
     max_per_identity,
+    qaconv_pair_scores,
     znorm_global,
 )
 
@@ -64,3 +65,16 @@ def test_pair_helpers():
     np.testing.assert_allclose(cosine_pair_scores(a, b), [0.0, 1.0], atol=1e-6)
     z = znorm_global(np.array([1.0, 2.0, 3.0]))
     np.testing.assert_allclose(z, [-1.2247449, 0.0, 1.2247449], atol=1e-6)
+
+
+def test_qaconv_pair_scores_equal_each_pair_alone():
+    from occtool.matching import QAConvMatcher
+
+    torch.manual_seed(0)
+    m = QAConvMatcher(num_features=8, height=3, width=3).eval()
+    maps = torch.randn(6, 8, 3, 3)
+    vis = torch.rand(6, 1, 3, 3)
+    ia, ib = np.array([0, 1, 2, 3, 4]), np.array([5, 4, 3, 2, 0])
+    got = qaconv_pair_scores(m, maps.numpy(), ia, ib, vis, device="cpu", chunk=2)
+    want = [m.score(maps[[a]], maps[[b]], probe_vis=vis[[a]], gallery_vis=vis[[b]])[0, 0].item() for a, b in zip(ia, ib)]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
