@@ -20,6 +20,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("augment", "occtool.cli.augment:augment"),
     ("eval-gallery", "occtool.cli.eval_gallery:eval_gallery"),
     ("make-protocol", "occtool.cli.make_protocol:make_protocol"),
+    ("train", "occtool.cli.train:train"),
 ]
 
 

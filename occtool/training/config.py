@@ -1,0 +1,204 @@
+"""`occtool train` configuration: dataclasses with defaults <- YAML <- CLI options <- --set.
+
+Sections: data / model / loss / optim / schedule / validation / test / checkpoint / debug.
+Every key is documented next to its default; unknown keys are errors (occtool.config).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from occtool.augment.config import OccluderWeights, SynthesisConfig
+
+
+def _medical_only_weights() -> OccluderWeights:
+    zero = {name: 0.0 for name in OccluderWeights().as_dict()}
+    zero["medical_mask"] = 1.0
+    return OccluderWeights(**zero)
+
+
+# Subclasses only to carry their own defaults: the config loader rebuilds a nested section from
+# its class's defaults, so `--set validation.probe_occlusion.keep_clean=0` keeps medical masks.
+@dataclass
+class TrainOcclusionConfig(SynthesisConfig):
+    """On-the-fly occlusion of training views (all occluder families; 30% stay clean)."""
+
+    keep_clean: float = 0.3
+
+
+@dataclass
+class ProbeOcclusionConfig(SynthesisConfig):
+    """Probe occlusion for evaluation: MaskTheFace medical masks on every probe."""
+
+    weights: OccluderWeights = field(default_factory=_medical_only_weights)
+    keep_clean: float = 0.0
+
+
+@dataclass
+class DataConfig:
+    # Training images: a folder of identities root/<identity>/<image> (or an LFW-style root with
+    # images/ inside). Required.
+    train_root: str = ""
+    # Ground-truth masks of already-occluded training images (an `occtool augment` output's
+    # masks/ folder, same relative paths + .png). Images with a mask are used as they are;
+    # the others are occluded on the fly by `occlusion`.
+    mask_root: Optional[str] = None
+    # People never trained on: those appearing in these folds of a pairs file (e.g. LFW
+    # pairs.txt, "6-10" = the held-out evaluation people).
+    exclude_pairs_file: Optional[str] = None
+    exclude_folds: Optional[str] = None
+    min_images: int = 1  # identities with fewer images are dropped
+    max_identities: Optional[int] = None  # keep only the first N identities (debugging, tests)
+    # On-the-fly occlusion (DESIGN piece 4): every training view draws one occluder, or stays
+    # clean with probability occlusion.keep_clean.
+    occlusion: TrainOcclusionConfig = field(default_factory=TrainOcclusionConfig)
+    flip: bool = True  # random horizontal flips
+    p: int = 16  # identities per batch
+    k: int = 4  # images per identity (K views; an identity with fewer images repeats them)
+    load_threads: int = 2  # threads decoding and occluding images (image mode)
+    # Feature cache (needs model.freeze_backbone): the frozen body's feature maps are computed
+    # once for `cache_views` views of every training image (view 0 clean, view 1 its mirror,
+    # the others occluded by `occlusion` with random flips) and training runs on them.
+    feature_cache: bool = False
+    cache_views: int = 6
+    cache_clean_views: int = 2  # how many of the views are clean (0..cache_views)
+    cache_dir: Optional[str] = None  # where to keep the cache between runs (None: memory only)
+    cache_batch_size: int = 64
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "mobilefacenet"  # mobilefacenet | ir18 | ir34 | ir50 | ir100
+    # Backbone weights: "default" (the shipped weights of the backbone, if any), a path, or
+    # null for random initialisation.
+    weights: Optional[str] = "default"
+    init_checkpoint: Optional[str] = None  # start from an occtool checkpoint (model + matcher)
+    hidden_channels: int = 128  # occlusion head
+    neck_channels: Optional[int] = 128  # QAConv neck (1x1 conv + BN); null = raw feature map
+    # Frozen backbone: only the occlusion head, the neck and the QAConv head train (plus the
+    # backbone's output layer when train_output_layer). The backbone stays in eval mode.
+    freeze_backbone: bool = False
+    # Train the backbone's output layer (MobileFaceNet: GDC + linear + BN; IR: BN-FC-BN) even
+    # with a frozen body: the layer that makes the occlusion-aware embedding embed(fm * v).
+    train_output_layer: bool = False
+
+
+@dataclass
+class AdaFaceConfig:
+    m: float = 0.4
+    h: float = 0.333
+    s: float = 64.0
+    t_alpha: float = 0.01
+
+
+@dataclass
+class LossConfig:
+    # Total = adaface * L_ada + qaconv * L_qa + occlusion(t) * L_occ + contrastive * L_con
+    #         + distill * L_distill  (a part with weight 0 is not computed)
+    adaface: float = 1.0
+    qaconv: float = 1.0
+    occlusion: float = 1.0
+    contrastive: float = 0.0
+    distill: float = 0.0
+    # Occlusion weight warm-up: from occlusion * occlusion_warmup_start to occlusion, linearly
+    # over occlusion_warmup_steps optimiser steps.
+    occlusion_warmup_start: float = 0.1
+    occlusion_warmup_steps: int = 200
+    adaface_params: AdaFaceConfig = field(default_factory=AdaFaceConfig)
+    # Which embedding AdaFace / contrastive / distillation see: the plain one (embed(fm)) or the
+    # occlusion-aware one (embed(fm * v)).
+    embedding: Literal["plain", "occlusion_aware"] = "plain"
+    # Visibility used in training by QAConv and the occlusion-aware embedding: the occlusion
+    # head's prediction (detached: the matching losses do not train the head), with gradient,
+    # the ground truth (samples without one: all visible), or none (all ones).
+    visibility: Literal["predicted_detached", "predicted", "ground_truth", "none"] = "predicted_detached"
+    qaconv_balanced: bool = True  # positives and negatives weigh half each
+    contrastive_temperature: float = 0.07
+
+
+@dataclass
+class OptimConfig:
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    momentum: float = 0.9  # sgd
+    backbone_lr_scale: float = 1.0  # lr multiplier of the backbone body (0 freezes it)
+    output_layer_lr_scale: float = 1.0  # lr multiplier of the backbone's output layer
+    heads_lr_scale: float = 1.0  # lr multiplier of the occlusion head, neck, QAConv and AdaFace heads
+    grad_clip: Optional[float] = 5.0  # max global gradient norm (null: none)
+    amp: bool = True  # CUDA mixed precision (torch.autocast float16 + GradScaler); ignored on CPU
+
+
+@dataclass
+class ScheduleConfig:
+    epochs: int = 10
+    steps_per_epoch: Optional[int] = None  # default: identities // P
+    scheduler: Literal["cosine", "step", "constant"] = "cosine"
+    warmup_steps: int = 0  # linear lr warm-up
+    milestones: list[int] = field(default_factory=list)  # step scheduler: epochs where lr *= gamma
+    gamma: float = 0.1
+    min_lr_ratio: float = 0.01  # cosine floor
+    seed: int = 0
+    log_every: int = 10  # steps between metrics.csv rows
+    max_nonfinite: int = 5  # NaN/inf guard: stop after this many non-finite steps in a row
+
+
+@dataclass
+class ValidationConfig:
+    # Validation identification protocol (first image of a person = gallery, the rest probes),
+    # run every `every_epochs` epochs, clean and with occluded probes.
+    enabled: bool = True
+    every_epochs: int = 1
+    root: Optional[str] = None  # a separate identity tree; null: hold out people from the training data
+    holdout_identities: int = 100  # people with >= 2 images moved from training to validation
+    max_probes: Optional[int] = None
+    probe_occlusion: ProbeOcclusionConfig = field(default_factory=ProbeOcclusionConfig)
+    seed: int = 12345
+    batch_size: int = 64
+    fusion_weight: float = 1.0  # fusion = z(cosine) + w * z(qaconv_occ), z per probe row
+    matched: bool = True  # also score occ_embedding_matched (pairwise visibility-matched embeddings)
+    select: Optional[str] = None  # metric for best.pt (e.g. "masked/occ_embedding/rank1"); null: none
+
+
+@dataclass
+class TestConfig:
+    # Optional final evaluation after training on a held-out protocol (same code as
+    # validation): the people of `folds` of `pairs_file` under `root`.
+    enabled: bool = False
+    root: Optional[str] = None
+    pairs_file: Optional[str] = None
+    folds: Optional[str] = None
+    probe_occlusion: ProbeOcclusionConfig = field(default_factory=ProbeOcclusionConfig)
+    # One more probe set per occluder family named here (e.g. [sunglasses, hand, steam]),
+    # reported separately as occ_<family>; the pairwise methods skip them (embeddings only).
+    families: list[str] = field(default_factory=list)
+    seed: int = 2024
+
+
+@dataclass
+class CheckpointConfig:
+    every_steps: int = 500  # training state + model checkpoint every N steps (0: only epoch ends)
+    every_epochs: int = 1
+    keep_last: int = 2  # older step checkpoints are removed
+
+
+@dataclass
+class DebugConfig:
+    nonfinite_steps: list[int] = field(default_factory=list)  # inject a NaN loss at these steps (tests)
+    stop_after_steps: Optional[int] = None  # end the run after N steps as if interrupted (tests)
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
+    device: str = "auto"
+    threads: Optional[int] = None  # torch CPU threads (null: torch's default)

@@ -1,0 +1,385 @@
+"""Gallery/probe identification during and after training (held-out people only).
+
+A protocol (first image of each person = gallery, the others probes; `occtool.evaluation`'s
+split) is scored with the clean probes and with the probes occluded by a fixed-seed synthesizer
+(``masked``: by default MaskTheFace medical masks; optionally one more probe set per occluder
+family, ``occ_<family>``). The gallery stays clean. Methods, side by side:
+
+- ``cosine_pretrained``: the initial (pretrained) backbone's embedding, the baseline;
+- ``cosine``: the trained model's plain embedding embed(fm) (= the occlusion-aware embedding
+  without its occlusion weighting);
+- ``occ_embedding``: the occlusion-aware embedding embed(fm * v) with the predicted visibility;
+- ``occ_embedding_matched``: the same embedding, but for each (probe, gallery) pair both sides
+  are embedded through the joint visibility v_p * v_g (the gallery face is read only where the
+  probe face is visible, and vice versa: QAConv's "both must be visible" weighting applied to
+  the global embedding). Computed exactly and cheaply because the output layer is affine before
+  its normalisation (checked at run time; the method is skipped otherwise):
+  raw(fm * w) = b + sum_r w[r] c[r] with per-location contributions c[r];
+- ``qaconv`` / ``qaconv_occ``: the trained QAConv matcher without / with occlusion weighting;
+- ``fusion``: z(cosine) + w * z(qaconv_occ), each z-normalised per probe over the gallery.
+
+Embeddings are the flip-summed raw embeddings, re-normalised (each view with its own predicted
+visibility), as `occtool.evaluation.extract_features` computes them; QAConv uses the unflipped
+maps. Metrics: rank-1/5 and TAR at FAR 1e-3/1e-2 (genuine = each probe against its own
+identity's gallery entry, impostors = against all others), from `occtool.evaluation.metrics`.
+Occlusion maps: mean IoU of the occluded cells (visibility < 0.5) with the ground truth on the
+occluded probes, and the mean predicted visibility on clean images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from occtool.data.images import ImageRecord, file_sha1, read_image_rgb
+from occtool.progress import ProgressFn, report
+
+FAR_LIST = (1e-3, 1e-2)
+_OCCLUDERS = ("medical_mask", "rectangles", "sunglasses", "hand", "scarf", "eyeglasses", "steam", "liquid", "visor")
+OCCLUDER_INDEX = {name: i for i, name in enumerate(_OCCLUDERS)}
+
+
+@dataclass
+class EvalSet:
+    name: str
+    gallery_images: np.ndarray  # uint8 [G, H, W, 3]
+    gallery_ids: np.ndarray  # [G] identity index
+    probe_images: np.ndarray  # uint8 [P, H, W, 3] clean probes
+    masked_images: np.ndarray  # uint8 [P, H, W, 3] the same probes occluded
+    masked_fmask: np.ndarray  # float32 [P, h, w] ground-truth visibility at map resolution
+    probe_true: np.ndarray  # [P] column of the probe's identity in the gallery
+    info: dict = field(default_factory=dict)
+    # more occluded probe sets: name -> (images uint8 [P, H, W, 3], ground truth [P, h, w])
+    extra: dict = field(default_factory=dict)
+    # filled by `prepare` (feature maps of the frozen body, float16, unflipped and flipped)
+    feats: dict | None = None
+    baseline: dict | None = None
+
+
+def _load(records: Sequence[ImageRecord], size_hw) -> np.ndarray:
+    out = []
+    for r in records:
+        img = read_image_rgb(r.path)
+        if img.shape[:2] != tuple(size_hw):
+            from occtool.models import resize_to
+
+            img = resize_to(img, size_hw)
+        out.append(img)
+    return np.stack(out) if out else np.zeros((0, *size_hw, 3), np.uint8)
+
+
+def build_eval_set(
+    name: str,
+    records: Sequence[ImageRecord] | None = None,
+    *,
+    gallery: Sequence[ImageRecord] | None = None,
+    probes: Sequence[ImageRecord] | None = None,
+    occlusion_cfg,
+    seed: int,
+    max_probes: int | None = None,
+    size_hw=(112, 112),
+    map_size=(7, 7),
+    families: Sequence[str] | None = None,
+) -> EvalSet:
+    """From records (split first image -> gallery) or an explicit gallery/probes split."""
+    from occtool.augment import OcclusionSynthesizer, feature_mask
+    from occtool.errors import DataError
+    from occtool.evaluation.leakage import check_content_leakage
+    from occtool.evaluation.protocol import split_first_image
+
+    if records is not None:
+        gallery, probes = split_first_image(list(records))
+    gallery, probes = list(gallery or []), list(probes or [])
+    if max_probes is not None and len(probes) > max_probes:
+        rng = np.random.default_rng(seed)
+        keep = sorted(rng.choice(len(probes), size=max_probes, replace=False))
+        probes = [probes[i] for i in keep]
+    if not gallery or not probes:
+        raise DataError(f"{name}: the identification protocol needs a gallery and probes (people with >= 2 images)")
+    check_content_leakage([file_sha1(r.path) for r in gallery], [file_sha1(r.path) for r in probes],
+                          [str(r.path) for r in gallery], [str(r.path) for r in probes])
+    col = {}
+    for j, r in enumerate(gallery):
+        col.setdefault(r.identity, j)
+    probes = [r for r in probes if r.identity in col]
+    g_img = _load(gallery, size_hw)
+    p_img = _load(probes, size_hw)
+    synth = OcclusionSynthesizer(config=occlusion_cfg)
+    masked, fmask = [], []
+    for i, img in enumerate(p_img):
+        res = synth(img, rng=np.random.default_rng(np.random.SeedSequence([seed, i])))
+        masked.append(res.image)
+        fmask.append(feature_mask(res.visibility, map_size))
+    extra = {}
+    for family in families or []:
+        fam_cfg = family_config(occlusion_cfg, family)
+        fam = OcclusionSynthesizer(config=fam_cfg)
+        imgs, masks = [], []
+        for i, img in enumerate(p_img):
+            res = fam(img, rng=np.random.default_rng(np.random.SeedSequence([seed, i, 1 + OCCLUDER_INDEX[family]])))
+            imgs.append(res.image)
+            masks.append(feature_mask(res.visibility, map_size))
+        extra[f"occ_{family}"] = (np.stack(imgs), np.stack(masks).astype(np.float32))
+    info = {"gallery_images": len(gallery), "gallery_identities": len(col), "probe_images": len(probes)}
+    return EvalSet(
+        name=name,
+        gallery_images=g_img,
+        gallery_ids=np.arange(len(gallery)),
+        probe_images=p_img,
+        masked_images=np.stack(masked),
+        masked_fmask=np.stack(fmask).astype(np.float32),
+        probe_true=np.array([col[r.identity] for r in probes], dtype=np.int64),
+        info=info,
+        extra=extra,
+    )
+
+
+def family_config(base, family: str):
+    """`base` (a SynthesisConfig) with every occluder weight 0 but `family`'s, nothing clean."""
+    import dataclasses
+
+    from occtool.augment import OCCLUDER_NAMES, OccluderWeights
+    from occtool.errors import ConfigError
+
+    if family not in OCCLUDER_NAMES:
+        raise ConfigError(f"unknown occluder family {family!r}; valid: {', '.join(OCCLUDER_NAMES)}")
+    weights = OccluderWeights(**{n: (1.0 if n == family else 0.0) for n in OCCLUDER_NAMES})
+    return dataclasses.replace(base, weights=weights, keep_clean=0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# features
+
+
+@torch.inference_mode()
+def body_maps(backbone, images: np.ndarray, *, device, batch_size: int, progress: ProgressFn = None,
+              done: int = 0, total: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 [N, H, W, 3] -> (feature maps, feature maps of the mirrors), float16 CPU."""
+    from occtool.models import preprocess
+
+    backbone.eval()
+    a, b = [], []
+    for s in range(0, len(images), batch_size):
+        x = preprocess(images[s: s + batch_size], backbone.input_spec, device=device)
+        a.append(backbone.features(x).to("cpu", torch.float16))
+        b.append(backbone.features(torch.flip(x, dims=[3])).to("cpu", torch.float16))
+        report(progress, done + min(s + batch_size, len(images)), total)
+    return torch.cat(a), torch.cat(b)
+
+
+def prepare(evalset: EvalSet, backbone, *, device, batch_size: int, progress: ProgressFn = None) -> None:
+    """Body feature maps of gallery, clean probes and occluded probes (and mirrors)."""
+    sets = [("gallery", evalset.gallery_images), ("clean", evalset.probe_images), ("masked", evalset.masked_images)]
+    sets += [(name, imgs) for name, (imgs, _) in evalset.extra.items()]
+    total = sum(len(imgs) for _, imgs in sets)
+    feats = {}
+    done = 0
+    for key, imgs in sets:
+        feats[key] = body_maps(backbone, imgs, device=device, batch_size=batch_size, progress=progress,
+                               done=done, total=total)
+        done += len(imgs)
+    evalset.feats = feats
+
+
+@torch.inference_mode()
+def _embed(backbone, head, maps: tuple[torch.Tensor, torch.Tensor], *, device, occlusion_aware: bool,
+           batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip-summed normalised embeddings [N, D] and the predicted visibility of the unflipped view."""
+    embs, viss = [], []
+    fm0, fm1 = maps
+    for s in range(0, len(fm0), batch_size):
+        raw = 0
+        vis0 = None
+        for k, fm in enumerate((fm0[s: s + batch_size], fm1[s: s + batch_size])):
+            fm = fm.to(device).float()
+            v = head(fm) if head is not None else None
+            if k == 0:
+                vis0 = v
+            x = fm * v if (occlusion_aware and v is not None) else fm
+            e, n = backbone.embed(x)
+            raw = raw + e * n
+        embs.append(F.normalize(raw.float(), dim=1).cpu())
+        viss.append(vis0.float().cpu() if vis0 is not None else torch.ones(len(fm0[s: s + batch_size]), 1, *fm0.shape[-2:]))
+    return torch.cat(embs), torch.cat(viss)
+
+
+def set_baseline(evalset: EvalSet, teacher, *, device) -> None:
+    """Embeddings of the pretrained backbone (computed once: the baseline does not train)."""
+    assert evalset.feats is not None
+    evalset.baseline = {k: _embed(teacher, None, evalset.feats[k], device=device, occlusion_aware=False)[0]
+                        for k in evalset.feats}
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics
+
+
+def _znorm_rows(s: np.ndarray) -> np.ndarray:
+    mu = s.mean(axis=1, keepdims=True)
+    sd = s.std(axis=1, keepdims=True)
+    return (s - mu) / np.maximum(sd, 1e-12)
+
+
+def identification_metrics(scores: np.ndarray, true_index: np.ndarray) -> dict:
+    from occtool.evaluation.metrics import far_key, rank_k, ranks_from_scores, tar_at_far
+
+    ranks = ranks_from_scores(scores, true_index)
+    out = {"rank1": rank_k(ranks, 1), "rank5": rank_k(ranks, 5)}
+    genuine_mask = np.zeros(scores.shape, dtype=bool)
+    genuine_mask[np.arange(len(true_index)), true_index] = True
+    gen, imp = scores[genuine_mask], scores[~genuine_mask]
+    for far in FAR_LIST:
+        out[far_key(far)] = float(tar_at_far(gen, imp, far)[0])
+    return out
+
+
+def occlusion_iou(pred_vis: np.ndarray, gt_vis: np.ndarray, threshold: float = 0.5) -> tuple[float, int]:
+    """Mean IoU of the occluded cells (< threshold) over images whose union is not empty."""
+    p = pred_vis.reshape(len(pred_vis), -1) < threshold
+    g = gt_vis.reshape(len(gt_vis), -1) < threshold
+    inter = (p & g).sum(1)
+    union = (p | g).sum(1)
+    ok = union > 0
+    if not ok.any():
+        return float("nan"), 0
+    return float((inter[ok] / union[ok]).mean()), int(ok.sum())
+
+
+def _contributions(backbone, maps: torch.Tensor, *, device, batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-location contributions of the (affine) output layer: maps [N, C, H, W] ->
+    (c [N, L, D] with raw(fm * w) = b + sum_l w[l] c[:, l], b [D])."""
+    n, c, h, w = maps.shape
+    L = h * w
+    b = backbone.embed_raw(torch.zeros(1, c, h, w, device=device)).float()[0]
+    out = torch.empty((n, L, b.numel()), dtype=torch.float32)
+    eye = torch.eye(L, device=device).view(L, 1, h, w)
+    for s in range(0, n, batch_size):
+        fm = maps[s: s + batch_size].to(device).float()  # [n', C, H, W]
+        x = (fm[:, None] * eye[None]).flatten(0, 1)  # [n' * L, C, H, W]: one location kept
+        out[s: s + len(fm)] = (backbone.embed_raw(x).float() - b).view(len(fm), L, -1).cpu()
+    return out, b.cpu()
+
+
+def _is_affine(backbone, maps: torch.Tensor, contrib: torch.Tensor, b: torch.Tensor, *, device) -> bool:
+    """Check raw(fm * w) == b + sum_l w[l] c[l] on a few maps and random w."""
+    g = torch.Generator().manual_seed(0)
+    k = min(4, len(maps))
+    fm = maps[:k].to(device).float()
+    w = torch.rand((k, 1) + tuple(fm.shape[-2:]), generator=g).to(device)
+    lhs = backbone.embed_raw(fm * w).float().cpu()
+    rhs = b + (w.view(k, -1, 1).cpu() * contrib[:k]).sum(1)
+    return bool((lhs - rhs).abs().max() <= 1e-3 * max(1.0, float(lhs.abs().max())))
+
+
+def matched_scores(cp: tuple, vp: tuple, cg: tuple, vg: tuple, b: torch.Tensor, *, chunk: int = 32) -> np.ndarray:
+    """Visibility-matched cosine: for every pair both sides embedded through w = v_p * v_g.
+
+    cp/cg: per-view contributions ([P, L, D], [P, L, D]) (view 0 and its mirror), vp/vg: per-view
+    visibilities ([P, L], ...), b [D] -> scores [P, G]."""
+    num_p, num_g = cp[0].shape[0], cg[0].shape[0]
+    out = np.empty((num_p, num_g), dtype=np.float32)
+    for s in range(0, num_p, chunk):
+        e = slice(s, min(num_p, s + chunk))
+        raw_p = 0
+        raw_g = 0
+        for k in range(2):
+            w = vp[k][e][:, None, :] * vg[k][None, :, :]  # [p, G, L]
+            raw_p = raw_p + torch.einsum("pgl,pld->pgd", w, cp[k][e]) + b
+            raw_g = raw_g + torch.einsum("pgl,gld->pgd", w, cg[k]) + b
+        out[e] = F.cosine_similarity(raw_p, raw_g, dim=-1, eps=1e-12).numpy()
+    return out
+
+
+@torch.inference_mode()
+def evaluate(
+    evalset: EvalSet,
+    *,
+    model,
+    matcher=None,
+    device,
+    fusion_weight: float = 1.0,
+    backbone_for_maps=None,
+    progress: ProgressFn = None,
+    matched: bool = True,
+    heavy_sets: Sequence[str] | None = None,
+) -> dict:
+    """All methods on clean and occluded probe sets -> flat dict '<set>/<method>/<metric>'.
+
+    Probe sets: clean, masked and the extra occluder families (occ_<name>). The feature maps
+    come from `evalset.feats` (a frozen body); with a body that trains, pass `backbone_for_maps`
+    (the current backbone) to recompute them. `heavy_sets`: the probe sets scored by the slow
+    pairwise methods, QAConv and occ_embedding_matched (default: clean and masked).
+    `matched`: compute occ_embedding_matched at all.
+    """
+    model.eval()
+    if matcher is not None:
+        matcher.eval()
+    if backbone_for_maps is not None:
+        prepare(evalset, backbone_for_maps, device=device, batch_size=64, progress=progress)
+    assert evalset.feats is not None
+    bb, head = model.backbone, model.head
+    keys = list(evalset.feats)
+    probe_sets = [k for k in keys if k != "gallery"]
+    heavy_sets = ("clean", "masked") if heavy_sets is None else tuple(heavy_sets)
+    res: dict = {}
+    emb, occ_emb, vis = {}, {}, {}
+    for key in keys:
+        emb[key], vis[key] = _embed(bb, head, evalset.feats[key], device=device, occlusion_aware=False)
+        occ_emb[key], _ = _embed(bb, head, evalset.feats[key], device=device, occlusion_aware=True)
+    contrib, vis2 = {}, {}
+    if matched:
+        b = None
+        for key in keys:
+            if key != "gallery" and key not in heavy_sets:
+                continue
+            views = []
+            vv = []
+            for k in range(2):
+                maps = evalset.feats[key][k]
+                c, b = _contributions(bb, maps, device=device)
+                views.append(c)
+                vv.append(torch.cat([head(maps[s: s + 512].to(device).float()).float().cpu()
+                                     for s in range(0, len(maps), 512)]).flatten(1))
+            contrib[key], vis2[key] = tuple(views), tuple(vv)
+        if not _is_affine(bb, evalset.feats["gallery"][0], contrib["gallery"][0], b, device=device):
+            matched = False
+    mm = {}
+    if matcher is not None:
+        for key in keys:
+            if key != "gallery" and key not in heavy_sets:
+                continue
+            fm0 = evalset.feats[key][0]
+            mm[key] = torch.cat([model.match_features(fm0[s: s + 512].to(device).float()).cpu()
+                                 for s in range(0, len(fm0), 512)])
+    true = evalset.probe_true
+    for probe_key in probe_sets:
+        scores = {}
+        if evalset.baseline is not None:
+            scores["cosine_pretrained"] = (evalset.baseline[probe_key] @ evalset.baseline["gallery"].T).numpy()
+        scores["cosine"] = (emb[probe_key] @ emb["gallery"].T).numpy()
+        scores["occ_embedding"] = (occ_emb[probe_key] @ occ_emb["gallery"].T).numpy()
+        if matched and probe_key in contrib:
+            scores["occ_embedding_matched"] = matched_scores(contrib[probe_key], vis2[probe_key], contrib["gallery"],
+                                                             vis2["gallery"], b)
+        if matcher is not None and probe_key in mm:
+            p, g = mm[probe_key].to(device), mm["gallery"].to(device)
+            pv, gv = vis[probe_key].to(device), vis["gallery"].to(device)
+            scores["qaconv"] = matcher.score(p, g).float().cpu().numpy()
+            scores["qaconv_occ"] = matcher.score(p, g, pv, gv).float().cpu().numpy()
+            scores["fusion"] = _znorm_rows(scores["cosine"]) + fusion_weight * _znorm_rows(scores["qaconv_occ"])
+        for method, sc in scores.items():
+            for metric, value in identification_metrics(sc, true).items():
+                res[f"{probe_key}/{method}/{metric}"] = value
+    gt = {"masked": evalset.masked_fmask, **{name: m for name, (_, m) in evalset.extra.items()}}
+    for key, mask in gt.items():
+        iou, n_iou = occlusion_iou(vis[key].numpy(), mask)
+        prefix = "occlusion/" if key == "masked" else f"occlusion/{key}/"
+        res[prefix + "iou@0.5"] = iou
+        res[prefix + "iou_images"] = n_iou
+        res[prefix + "visibility_mean"] = float(vis[key].mean())
+    res["occlusion/visibility_clean"] = float(torch.cat([vis["clean"], vis["gallery"]]).mean())
+    return res
