@@ -22,14 +22,19 @@ Per chunk (no autograd):
     A    = folded probe chunk         [Pc*R, C]      (row p*R + r)
     B    = folded gallery chunk       [S*Gc, C]      (row s*Gc + g: gallery-minor)
     corr = A @ B.T                    [Pc*R, S*Gc] -> viewed [Pc, R, S, Gc]  (one reused buffer)
-    max over s: corr.amax(2)          [Pc, R, Gc]  -> pooled[..., :R]  (as [Pc, Gc, R])
-    max over r: corr.amax(1)          [Pc, S, Gc]  -> pooled[..., R:]  (as [Pc, Gc, S])
+    max over s: amax(corr, 2)         [Pc, R, Gc]  -> pooled[:, :R, block cols]
+    max over r: amax(corr, 1)         [Pc, S, Gc]  -> pooled[:, R:, block cols]
 
-so the work is one large GEMM per chunk followed by two max reductions over the buffer. Putting
-the gallery index innermost makes both reductions run over a non-innermost axis, which PyTorch's
-CPU kernels vectorise across the contiguous gallery axis (when Gc is a multiple of 32, which the
-planner arranges); with the location axis innermost the max over its 49 values is several times
-slower. Chunks are sized from a byte budget so that the buffer stays cache-friendly on CPU.
+so the work is one large GEMM per chunk followed by two max reductions over the buffer, written
+straight into a gallery-minor pooled buffer ``[Pc, R+S, Gb]`` of a block of up to 8 chunks. A
+block's gallery maps are folded (scaled, transposed, cast) in one pass before its chunks, and the
+block's pooled values are handed over at once (transposed into ``[P, G, R+S]``, or scored). Few,
+large operations per chunk keep the per-operation (thread synchronisation) overhead small.
+Putting the gallery index innermost makes both reductions run over a non-innermost axis, which
+PyTorch's CPU kernels vectorise across the contiguous gallery axis (when Gc is a multiple of 32,
+which the planner arranges); with the location axis innermost the max over its 49 values is
+several times slower. Chunks are sized from a byte budget so that the correlation buffer stays
+cache-friendly on CPU.
 """
 
 from __future__ import annotations
@@ -63,6 +68,12 @@ DEFAULT_MAX_CHUNK_BYTES_CUDA = 512 * 2**20
 #: innermost (gallery) axis in blocks of 32 floats. Probes are split before the gallery chunk
 #: would drop below it.
 _GALLERY_ALIGN = 32
+
+#: Gallery chunks per block: a block is folded in one pass and its pooled values are handed over
+#: at once, so per chunk there are only the GEMM and the two max reductions (few parallel regions).
+_BLOCK_CHUNKS = 8
+
+_NORM_EPS = 1e-12  # as F.normalize
 
 _DTYPE_ALIASES = {
     "float32": torch.float32,
@@ -184,28 +195,82 @@ def plan_chunks(
 # core
 
 
-def _fold(
-    maps: torch.Tensor, vis: torch.Tensor | None, *, normalize: bool, dtype: torch.dtype, location_major: bool
-) -> torch.Tensor:
-    """[N, C, H, W] (+ [N, 1, H, W]) -> folded features, contiguous, in dtype:
-    ``[N*L, C]`` (row n*L + l) or, with ``location_major``, ``[L*N, C]`` (row l*N + n)."""
+def _scale(maps: torch.Tensor, vis: torch.Tensor | None, normalize: bool) -> torch.Tensor | None:
+    """Per-location factor ``[N, 1, L]`` folded into the features: v[l] (and 1/||f[:, l]||)."""
+    n = maps.shape[0]
+    scale = None
+    if normalize:
+        f = maps.reshape(n, maps.shape[1], -1)
+        scale = 1.0 / torch.linalg.vector_norm(f, dim=1, keepdim=True).clamp_min(_NORM_EPS)  # as F.normalize
+    if vis is not None:
+        v = vis.reshape(n, 1, -1).to(maps.dtype)
+        scale = v if scale is None else scale * v
+    return scale
+
+
+def _fold_rows(maps: torch.Tensor, vis: torch.Tensor | None, *, normalize: bool, dtype: torch.dtype) -> torch.Tensor:
+    """Probe side: [N, C, H, W] (+ [N, 1, H, W]) -> folded features ``[N*L, C]`` (row n*L + l)."""
     n, c = maps.shape[:2]
     f = maps.reshape(n, c, -1)  # [N, C, L]
-    if normalize:
-        f = F.normalize(f, p=2.0, dim=1)
-    if vis is not None:
-        f = f * vis.reshape(n, 1, -1).to(f.dtype)  # v[l] * f[:, l]
+    scale = _scale(maps, vis, normalize)
+    if scale is not None:
+        f = f * scale  # [N, C, L] * [N, 1, L]  (autograd-friendly; the probe side is small)
+    folded = torch.empty((n, f.shape[2], c), dtype=dtype, device=f.device)
+    folded.copy_(f.transpose(1, 2))  # one pass: transpose (+ cast) -> [N, L, C]
+    return folded.view(-1, c)
+
+
+def _fold_chunks(
+    maps: torch.Tensor, vis: torch.Tensor | None, *, normalize: bool, dtype: torch.dtype, chunk: int
+) -> list[torch.Tensor]:
+    """Gallery side: [N, C, H, W] -> folded chunks of ``chunk`` items, each ``[L*n, C]`` (row l*n + g,
+    gallery-minor), views of one contiguous buffer, written by one fused multiply (no autograd)."""
+    n, c = maps.shape[:2]
+    f = maps.reshape(n, c, -1)  # [N, C, L]
     L = f.shape[2]
-    if location_major:
-        folded = torch.empty((L, n, c), dtype=dtype, device=f.device)
-        folded.copy_(f.permute(2, 0, 1))  # one pass: permute (+ cast) -> [L, N, C]
-    else:
-        folded = torch.empty((n, L, c), dtype=dtype, device=f.device)
-        folded.copy_(f.transpose(1, 2))  # -> [N, L, C]
-    return folded.view(n * L, c)
+    scale = _scale(maps, vis, normalize)  # [N, 1, L] or None
+    k, rest = divmod(n, chunk)
+    buf = torch.empty(n * L * c, dtype=dtype, device=f.device)
+    out = []
+    if k:
+        dst = buf[: k * chunk * L * c].view(k, L, chunk, c)  # chunk-major, then location, then item
+        src = f[: k * chunk].view(k, chunk, c, L).permute(0, 3, 1, 2)  # [k, L, chunk, C]
+        if scale is None:
+            dst.copy_(src)
+        else:
+            torch.mul(src, scale[: k * chunk].view(k, chunk, 1, L).permute(0, 3, 1, 2), out=dst)
+        out += [dst[i].view(L * chunk, c) for i in range(k)]
+    if rest:
+        dst = buf[k * chunk * L * c :].view(L, rest, c)
+        src = f[k * chunk :].permute(2, 0, 1)  # [L, rest, C]
+        if scale is None:
+            dst.copy_(src)
+        else:
+            torch.mul(src, scale[k * chunk :].permute(2, 0, 1), out=dst)
+        out.append(dst.view(L * rest, c))
+    return out
 
 
-def _iter_corr(
+def _plan(probe, gallery, dtype, chunk_size, max_chunk_bytes):
+    device = probe.device
+    base = torch.promote_types(probe.dtype, gallery.dtype)
+    cdtype = resolve_score_dtype(dtype, device) or base
+    # the max reductions: on CPU half-precision reductions are not vectorised well, so a reduced-
+    # precision product is widened to float32 (exactly) before them; on CUDA they stay as they are
+    rdtype = torch.float32 if device.type != "cuda" and torch.finfo(cdtype).bits < 32 else cdtype
+    num_p, c, h, w = probe.shape
+    itemsize = torch.finfo(rdtype).bits // 8
+    pc, gc = plan_chunks(
+        num_p, gallery.shape[0], h * w, itemsize, chunk_size=chunk_size, max_chunk_bytes=max_chunk_bytes, device=device
+    )
+    # gallery blocks of several chunks: folded once, pooled into one buffer, handed over at once
+    budget = max_chunk_bytes or (DEFAULT_MAX_CHUNK_BYTES_CUDA if device.type == "cuda" else DEFAULT_MAX_CHUNK_BYTES)
+    per_chunk = gc * h * w * max(c, 2 * pc) * itemsize  # folded features or pooled values of one chunk
+    k = max(1, min(_BLOCK_CHUNKS, budget // max(per_chunk, 1)))
+    return device, base, cdtype, rdtype, pc, gc, k
+
+
+def _iter_pooled_blocks(
     probe: torch.Tensor,
     gallery: torch.Tensor,
     probe_vis: torch.Tensor | None,
@@ -215,63 +280,81 @@ def _iter_corr(
     max_chunk_bytes: int | None,
     dtype: torch.dtype | str | None,
     normalize: bool,
-    track_grad: bool,
 ) -> Iterator[tuple[int, int, int, int, torch.Tensor]]:
-    """Yield (p0, p1, g0, g1, corr ``[p1-p0, R, S, g1-g0]``) covering all (probe, gallery) pairs.
+    """No-autograd path. Yield (p0, p1, g0, g1, pooled ``[p1-p0, R+S, g1-g0]``) over all pairs.
 
-    ``corr[p, r, s, g] = <v_p[r] f_p[:, r], v_g[s] f_g[:, s]>``, computed on the probe's device
-    (gallery chunks are moved there one at a time) in ``dtype`` (None: the inputs' promoted
-    dtype). Without ``track_grad`` every corr is a view of one buffer, overwritten by the next
-    chunk: reduce it before advancing the iterator.
+    pooled is gallery-minor (``pooled[p, r, g]``, ``pooled[p, R+s, g]``), in the reduction dtype
+    (the compute dtype; float32 for a half-precision product on CPU), and a view of a buffer that
+    the next block overwrites: consume it before advancing. Computed on the probe's device;
+    gallery blocks are moved there one at a time.
     """
-    device = probe.device
-    base = torch.promote_types(probe.dtype, gallery.dtype)
-    cdtype = resolve_score_dtype(dtype, device) or base
-    num_p, _, h, w = probe.shape
+    device, base, cdtype, rdtype, pc, gc, k = _plan(probe, gallery, dtype, chunk_size, max_chunk_bytes)
+    num_p, num_g = probe.shape[0], gallery.shape[0]
+    if not num_p or not num_g:
+        return
+    L = probe.shape[2] * probe.shape[3]
+    gb = gc * k  # gallery block
+    to_cuda = device.type == "cuda"  # asynchronous host->device copies only (device->host must sync)
+    corr_buf = torch.empty(pc * L * gc * L, dtype=cdtype, device=device)  # one correlation chunk
+    wide_buf = None if rdtype == cdtype else torch.empty(pc * L * gc * L, dtype=rdtype, device=device)
+    pool_buf = torch.empty(pc * 2 * L * min(gb, num_g), dtype=rdtype, device=device)
+    for p0 in range(0, num_p, pc):
+        p1 = min(p0 + pc, num_p)
+        n_p = p1 - p0
+        pv = None if probe_vis is None else probe_vis[p0:p1].to(device)
+        a = _fold_rows(probe[p0:p1].to(base), pv, normalize=normalize, dtype=cdtype)  # [Pc*R, C]
+        for b0 in range(0, num_g, gb):
+            b1 = min(b0 + gb, num_g)
+            gmaps = gallery[b0:b1].to(device=device, dtype=base, non_blocking=to_cuda)
+            gv = None if gallery_vis is None else gallery_vis[b0:b1].to(device=device, non_blocking=to_cuda)
+            pooled = pool_buf[: n_p * 2 * L * (b1 - b0)].view(n_p, 2 * L, b1 - b0)
+            off = 0
+            for b in _fold_chunks(gmaps, gv, normalize=normalize, dtype=cdtype, chunk=gc):  # [S*n, C]
+                n = b.shape[0] // L
+                corr = torch.mm(a, b.t(), out=corr_buf[: n_p * L * n * L].view(n_p * L, L * n))
+                if wide_buf is not None:
+                    corr = wide_buf[: n_p * L * n * L].view(n_p * L, L * n).copy_(corr)
+                corr = corr.view(n_p, L, L, n)  # [Pc, R, S, n]
+                torch.amax(corr, dim=2, out=pooled[:, :L, off : off + n])  # max over s -> [Pc, R, n]
+                torch.amax(corr, dim=1, out=pooled[:, L:, off : off + n])  # max over r -> [Pc, S, n]
+                off += n
+            yield p0, p1, b0, b1, pooled
+
+
+def _iter_pooled_grad(
+    probe: torch.Tensor,
+    gallery: torch.Tensor,
+    probe_vis: torch.Tensor | None,
+    gallery_vis: torch.Tensor | None,
+    *,
+    chunk_size: int | None,
+    max_chunk_bytes: int | None,
+    dtype: torch.dtype | str | None,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Autograd path: yield (p0, pooled ``[Pc, Gc, R+S]``) chunk by chunk, gallery in order.
+
+    max(dim) keeps only argmax indices for the backward pass, never the correlation chunk.
+    """
+    device, base, cdtype, _, pc, gc, _ = _plan(probe, gallery, dtype, chunk_size, max_chunk_bytes)
+    num_p, c = probe.shape[:2]
     num_g = gallery.shape[0]
-    L = h * w
-    pc, gc = plan_chunks(
-        num_p, num_g, L, torch.empty((), dtype=cdtype).element_size(),
-        chunk_size=chunk_size, max_chunk_bytes=max_chunk_bytes, device=device,
-    )
-    buf = None
-    if not track_grad and num_p and num_g:
-        buf = torch.empty(pc * L * gc * L, dtype=cdtype, device=device)  # the one correlation buffer
+    L = probe.shape[2] * probe.shape[3]
     for p0 in range(0, num_p, pc):
         p1 = min(p0 + pc, num_p)
         pv = None if probe_vis is None else probe_vis[p0:p1].to(device)
-        a = _fold(probe[p0:p1].to(base), pv, normalize=normalize, dtype=cdtype, location_major=False)  # [Pc*R, C]
-        n_p = p1 - p0
+        a = _fold_rows(probe[p0:p1].to(base), pv, normalize=False, dtype=cdtype)  # [Pc*R, C]
         for g0 in range(0, num_g, gc):
             g1 = min(g0 + gc, num_g)
-            n_g = g1 - g0
-            gmaps = gallery[g0:g1].to(device=device, dtype=base, non_blocking=True)
-            gv = None if gallery_vis is None else gallery_vis[g0:g1].to(device=device, non_blocking=True)
-            b = _fold(gmaps, gv, normalize=normalize, dtype=cdtype, location_major=True)  # [S*Gc, C]
-            if buf is None:
-                corr = torch.mm(a, b.t())  # [Pc*R, S*Gc]
-            else:
-                corr = torch.mm(a, b.t(), out=buf[: n_p * L * n_g * L].view(n_p * L, n_g * L))
-            yield p0, p1, g0, g1, corr.view(n_p, L, L, n_g)  # [Pc, R, S, Gc]
-
-
-def _pool_into(corr: torch.Tensor, dst: torch.Tensor) -> None:
-    """Max pools of corr ``[Pc, R, S, Gc]`` into dst ``[Pc, Gc, R + S]`` (no autograd).
-
-    The reductions write contiguous temporaries (1/S and 1/R of the chunk) that are then copied
-    into place: reducing straight into the strided destination is about 2x slower on CPU.
-    """
-    L = corr.shape[1]
-    dst[:, :, :L].copy_(torch.amax(corr, dim=2).transpose(1, 2))  # max over s: [Pc, R, Gc] -> [Pc, Gc, R]
-    dst[:, :, L:].copy_(torch.amax(corr, dim=1).transpose(1, 2))  # max over r: [Pc, S, Gc] -> [Pc, Gc, S]
-
-
-def _pool_grad(corr: torch.Tensor) -> torch.Tensor:
-    """Differentiable max pools ``[Pc, R, S, Gc] -> [Pc, Gc, R + S]``; max(dim) saves only argmax
-    indices for backward (amax would keep the whole correlation chunk alive)."""
-    by_probe = corr.max(dim=2).values  # [Pc, R, Gc]
-    by_gallery = corr.max(dim=1).values  # [Pc, S, Gc]
-    return torch.cat((by_probe.transpose(1, 2), by_gallery.transpose(1, 2)), dim=2)
+            gmaps = gallery[g0:g1].to(device=device, dtype=base)
+            gv = None if gallery_vis is None else gallery_vis[g0:g1].to(device)
+            f = gmaps.reshape(g1 - g0, c, L)
+            if gv is not None:
+                f = f * gv.reshape(g1 - g0, 1, L).to(f.dtype)
+            b = f.permute(2, 0, 1).to(cdtype).reshape(L * (g1 - g0), c)  # [S*Gc, C], row s*Gc + g
+            corr = torch.mm(a, b.t()).view(p1 - p0, L, L, g1 - g0)  # [Pc, R, S, Gc]
+            by_probe = corr.max(dim=2).values  # [Pc, R, Gc]
+            by_gallery = corr.max(dim=1).values  # [Pc, S, Gc]
+            yield p0, torch.cat((by_probe, by_gallery), dim=1).transpose(1, 2)  # [Pc, Gc, R+S]
 
 
 def _needs_grad(*tensors) -> bool:
@@ -312,21 +395,17 @@ def qaconv_max_scores(
     num_g = gallery.shape[0]
     L = h * w
     out_dtype = torch.promote_types(probe.dtype, gallery.dtype)
-    track = _needs_grad(probe, gallery, probe_vis, gallery_vis)
-    chunks = _iter_corr(
-        probe, gallery, probe_vis, gallery_vis, chunk_size=chunk_size, max_chunk_bytes=max_chunk_bytes,
-        dtype=dtype, normalize=False, track_grad=track,
-    )
-    if track:
+    kw = dict(chunk_size=chunk_size, max_chunk_bytes=max_chunk_bytes, dtype=dtype)
+    if _needs_grad(probe, gallery, probe_vis, gallery_vis):
         rows: dict[int, list[torch.Tensor]] = {}
-        for p0, _p1, _g0, _g1, corr in chunks:
-            rows.setdefault(p0, []).append(_pool_grad(corr).to(out_dtype))
+        for p0, pooled in _iter_pooled_grad(probe, gallery, probe_vis, gallery_vis, **kw):
+            rows.setdefault(p0, []).append(pooled.to(out_dtype))
         if not rows:
             return torch.zeros((num_p, num_g, 2 * L), dtype=out_dtype, device=probe.device)
         return torch.cat([torch.cat(parts, dim=1) for _, parts in sorted(rows.items())], dim=0)
     out = torch.empty((num_p, num_g, 2 * L), dtype=out_dtype, device=probe.device)
-    for p0, p1, g0, g1, corr in chunks:
-        _pool_into(corr, out[p0:p1, g0:g1])
+    for p0, p1, g0, g1, pooled in _iter_pooled_blocks(probe, gallery, probe_vis, gallery_vis, normalize=False, **kw):
+        out[p0:p1, g0:g1].copy_(pooled.transpose(1, 2))  # [Pc, 2L, Gb] -> [Pc, Gb, 2L]
     return out
 
 
@@ -411,18 +490,21 @@ class QAConvMatcher(nn.Module):
         return self.logit_bn(x).squeeze(1)  # [N]
 
     def _head_eval(self, pooled: torch.Tensor) -> torch.Tensor:
-        """The head with running statistics (inference): pooled ``[..., 2L]`` -> ``[...]``."""
-        shape = pooled.shape[:-1]
-        x = pooled.reshape(-1, 1, 2 * self.locations).to(self.fc.weight.dtype)
-        bn, lbn = self.bn, self.logit_bn
-        x = F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
-        x = F.linear(x.squeeze(1), self.fc.weight, self.fc.bias)  # [N, 1]
-        x = F.batch_norm(x, lbn.running_mean, lbn.running_var, lbn.weight, lbn.bias, False, 0.0, lbn.eps)
-        return x.reshape(shape)
+        """The head with running statistics (inference) on gallery-minor pooled values:
+        ``[Pc, 2L, Gc] -> [Pc, Gc]``. In eval mode both BatchNorms are scalar affine maps, so
+        the head is ``a2 * (a1 * <w, x> + b1 * sum(w) + bias) + b2``: one small matmul."""
+        bn, lbn, w = self.bn, self.logit_bn, self.fc.weight[0]  # w: [2L]
+        a1 = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # [1]
+        b1 = bn.bias - bn.running_mean * a1
+        a2 = lbn.weight / torch.sqrt(lbn.running_var + lbn.eps)
+        b2 = lbn.bias - lbn.running_mean * a2
+        logit = a1 * torch.matmul(w, pooled) + (b1 * w.sum() + self.fc.bias)  # [Pc, Gc]
+        return a2 * logit + b2
 
     @staticmethod
     def untrained_score(pooled: torch.Tensor) -> torch.Tensor:
-        """Parameter-free score: the mean of the 2*H*W pooled values, ``[..., 2L] -> [...]``."""
+        """Parameter-free score: the mean of the 2*H*W pooled values, ``[..., 2L] -> [...]``
+        (`score` computes the same mean on its gallery-minor chunks)."""
         return pooled.mean(dim=-1)
 
     # -- entry points -------------------------------------------------------------------------
@@ -469,16 +551,12 @@ class QAConvMatcher(nn.Module):
         num_p, num_g = probe_maps.shape[0], gallery_maps.shape[0]
         out = torch.empty((num_p, num_g), dtype=self.fc.weight.dtype, device=probe_maps.device)
         use_head = self.is_trained
-        pooled = None
-        for p0, p1, g0, g1, corr in _iter_corr(
+        for p0, p1, g0, g1, pooled in _iter_pooled_blocks(
             probe_maps, gallery_maps, probe_vis, gallery_vis, chunk_size=chunk_size,
-            max_chunk_bytes=max_chunk_bytes, dtype=dtype, normalize=True, track_grad=False,
+            max_chunk_bytes=max_chunk_bytes, dtype=dtype, normalize=True,
         ):
-            if pooled is None:  # [Pc, Gc, 2L], reused for every chunk
-                pooled = torch.empty((p1 - p0, g1 - g0, 2 * self.locations), dtype=out.dtype, device=out.device)
-            dst = pooled[: p1 - p0, : g1 - g0]
-            _pool_into(corr, dst)
-            out[p0:p1, g0:g1] = self._head_eval(dst) if use_head else self.untrained_score(dst)
+            pooled = pooled.to(out.dtype)  # [Pc, 2L, Gb], gallery-minor
+            out[p0:p1, g0:g1] = self._head_eval(pooled) if use_head else pooled.mean(dim=1)
         return out
 
     def forward(
