@@ -362,12 +362,14 @@ def _store_cache(path: Path, cache: FeatureCache) -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     for name in ("fm", "fmask", "has_mask", "flipped", "teacher"):
         np.save(tmp / f"{name}.npy", getattr(cache, name).numpy())
-    if path.exists():
-        import shutil
+    import shutil
 
+    try:
+        if path.exists():
+            raise FileExistsError(path)
+        os.replace(tmp, path)
+    except OSError:  # another process (a DDP rank, a parallel run) stored it first
         shutil.rmtree(tmp, ignore_errors=True)
-        return
-    os.replace(tmp, path)
 
 
 def _load_cache(path: Path) -> FeatureCache | None:

@@ -77,7 +77,7 @@ class TrainModule(nn.Module):
 
     def _feature_map(self, batch: dict) -> torch.Tensor:
         if "feature_map" in batch:
-            return batch["feature_map"].float()
+            return batch["feature_map"].to(self._device(), non_blocking=True).float()
         from occtool.models import preprocess
 
         x = preprocess(batch["images"].numpy() if batch["images"].device.type == "cpu" else batch["images"],
