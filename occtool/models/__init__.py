@@ -30,7 +30,7 @@ from occtool.models.backbone import (
 )
 from occtool.models.checkpoint import LoadedCheckpoint, load_model_checkpoint, save_model_checkpoint
 from occtool.models.face_model import FaceModel, FaceOutput
-from occtool.models.fuse import fuse_for_inference
+from occtool.models.fuse import fuse_for_inference, inference_copy
 from occtool.models.iresnet import IResNet
 from occtool.models.keymap import detect_layout, from_native, to_native
 from occtool.models.mobilefacenet import MobileFaceNet
@@ -54,6 +54,7 @@ __all__ = [
     "detect_layout",
     "from_native",
     "fuse_for_inference",
+    "inference_copy",
     "l2_normalize",
     "list_backbones",
     "load_model_checkpoint",

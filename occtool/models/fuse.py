@@ -64,4 +64,13 @@ def fuse_for_inference(model: nn.Module, *, inplace: bool = False, channels_last
     return model
 
 
-__all__ = ["fuse_for_inference"]
+def inference_copy(model: nn.Module, device) -> nn.Module:
+    """The fastest eval-only copy for `device`: BatchNorms folded, and channels-last weights on
+    the CPU (where it is ~2.4x faster for MobileFaceNet with 2 threads). Use it for frozen
+    networks that only run forward (feature caches, evaluation); train and save the original."""
+    if getattr(model, FUSED_ATTR, False):
+        return model
+    return fuse_for_inference(model, channels_last=torch.device(device).type == "cpu")
+
+
+__all__ = ["fuse_for_inference", "inference_copy"]

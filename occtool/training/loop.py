@@ -263,10 +263,13 @@ def _train(cfg: TrainConfig, out: Path, device, dist_info: DistInfo, progress, r
                          size_hw=tuple(model.input_spec.size_hw))
     sampler = PKBatchSampler(data.labels, p=cfg.data.p, k=cfg.data.k, seed=sc.seed, rank=dist_info.rank,
                              world_size=dist_info.world_size, batches_per_epoch=sc.steps_per_epoch)
+    from occtool.models import inference_copy
+
+    fast_teacher = inference_copy(teacher, device)  # forward-only copy of the frozen pretrained network
     if cfg.data.feature_cache:
         say(f"feature cache: {len(data.records)} images x {cfg.data.cache_views} views")
         t0 = time.time()
-        cache = build_feature_cache(data.records, loader, model.backbone, cfg, device=device,
+        cache = build_feature_cache(data.records, loader, fast_teacher, cfg, device=device,
                                     weights_desc=_weights_desc(weights), progress=None)
         say(f"feature cache ready in {time.time() - t0:.0f}s")
         source = CachedBatches(cache, data.labels, seed=sc.seed)
@@ -307,8 +310,8 @@ def _train(cfg: TrainConfig, out: Path, device, dist_info: DistInfo, progress, r
         val_set = build_eval_set("validation", data.validation, occlusion_cfg=cfg.validation.probe_occlusion,
                                  seed=cfg.validation.seed, max_probes=cfg.validation.max_probes,
                                  size_hw=tuple(model.input_spec.size_hw), map_size=(h, w))
-        prepare(val_set, teacher, device=device, batch_size=cfg.validation.batch_size)
-        set_baseline(val_set, teacher, device=device)
+        prepare(val_set, fast_teacher, device=device, batch_size=cfg.validation.batch_size)
+        set_baseline(val_set, fast_teacher, device=device)
         say(f"validation: {val_set.info}")
 
     step, start_epoch, nonfinite_run, nonfinite_total = 0, 0, 0, 0
@@ -527,8 +530,11 @@ def run_test(cfg: TrainConfig, model, matcher, teacher, device, body_frozen: boo
     h, w = model.feature_size
     ev = build_eval_set("test", gallery=proto.gallery, probes=proto.probes, occlusion_cfg=tc.probe_occlusion,
                         seed=tc.seed, size_hw=tuple(model.input_spec.size_hw), map_size=(h, w), families=tc.families)
-    prepare(ev, teacher, device=device, batch_size=cfg.validation.batch_size)
-    set_baseline(ev, teacher, device=device)
+    from occtool.models import inference_copy
+
+    fast_teacher = inference_copy(teacher, device)
+    prepare(ev, fast_teacher, device=device, batch_size=cfg.validation.batch_size)
+    set_baseline(ev, fast_teacher, device=device)
     res = evaluate(ev, model=model, matcher=matcher, device=device, fusion_weight=cfg.validation.fusion_weight,
                    matched=cfg.validation.matched, backbone_for_maps=None if body_frozen else model.backbone)
     res["protocol"] = {**proto.info, **ev.info}

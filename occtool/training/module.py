@@ -9,7 +9,6 @@ detached diagnostics).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from occtool.losses import (
@@ -164,7 +163,3 @@ def _gather_ids(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
     from occtool.training.distributed import gather_plain
 
     return gather_plain(x, info)
-
-
-def l2n(x: torch.Tensor) -> torch.Tensor:
-    return F.normalize(x, dim=1)

@@ -57,3 +57,17 @@ def test_iresnet():
         a, b = model(x), fused(x)
     torch.testing.assert_close(b.embedding, a.embedding, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(b.feature_map, a.feature_map, rtol=1e-4, atol=1e-4 * float(a.feature_map.abs().max()))
+
+
+def test_inference_copy_is_fused_channels_last_on_cpu_and_idempotent():
+    from occtool.models import inference_copy
+
+    model = _randomise_bn_(build_backbone("mobilefacenet")).eval()
+    fast = inference_copy(model, "cpu")
+    assert fast is not model and _n_bn2d(fast) == 0 and _n_bn2d(model) > 0
+    conv = next(m for m in fast.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert inference_copy(fast, "cpu") is fast  # already fused: no second copy
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x).embedding, model(x).embedding, rtol=1e-4, atol=1e-4)
