@@ -59,7 +59,7 @@ def eval_gallery(
     backbone: Optional[str] = typer.Option(None, "--backbone", help="Pretrained backbone name (e.g. mobilefacenet)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file (default: the shared weights of the backbone)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="occtool checkpoint (model + occlusion head + QAConv head)."),
-    methods: Optional[str] = typer.Option(None, "--methods", help="Comma list of cosine,cosine_occ,qaconv,qaconv_occ,fused (default: all available)."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Comma list of cosine,cosine_occ,cosine_occ_matched,qaconv,qaconv_occ,fused (default: all available)."),
     flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Flip test-time augmentation for embeddings (default on)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Also report accuracy, TAR and FAR at this fixed score threshold (in each method's score units: cosine similarity for cosine)."),
     max_bad: Optional[int] = typer.Option(None, "--max-bad", help="Fail when more images than this fail to load (default 0)."),

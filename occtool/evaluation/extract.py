@@ -12,6 +12,11 @@
 - `match_maps` [N, C', H, W]: the QAConv matching features (FaceModel: `match_map`; Backbone:
   the feature map), from the unflipped image only; None when `with_maps=False`.
 - `occlusion` [N, 1, H, W] (FaceModel only): predicted visibility of the unflipped image.
+- `contributions` [N, V*L, D] and `visibility_views` [N, V*L] (FaceModel, with
+  `with_contributions=True`): per view (V = 2 with flip: the image, then its mirror) and
+  location (L = H*W), the output layer's contributions and the predicted visibility, for the
+  visibility-matched embedding (`occtool.matching.visibility_matched`). float32: a randomly
+  initialised network's contributions underflow float16.
 - `ok_mask` [N] bool: False for images that failed to load (their rows are zeros); `errors`
   says why. `max_bad` turns "too many bad images" into a DataError.
 
@@ -49,6 +54,8 @@ class Features:
     paths: list[Path]
     hashes: list[str | None]  # sha1 of the file bytes (None when unreadable)
     occ_embeddings: torch.Tensor | None = None  # [N, D] occlusion-aware embedding (FaceModel)
+    contributions: torch.Tensor | np.ndarray | None = None  # [N, V*L, D] (memmap with maps_file)
+    visibility_views: torch.Tensor | None = None  # [N, V*L] predicted visibility per view and location
     errors: list[str] = field(default_factory=list)  # one line per bad image
     n_resized: int = 0  # images not of the model's input size, resized to it
     cache_hits: int = 0
@@ -88,10 +95,12 @@ def _normalise(raw: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def _forward(model, x: torch.Tensor, *, flip: bool, with_maps: bool) -> dict[str, torch.Tensor]:
+def _forward(model, x: torch.Tensor, *, flip: bool, with_maps: bool,
+             with_contributions: bool = False) -> dict[str, torch.Tensor]:
     """One preprocessed batch -> dict of CPU float32 tensors (see module doc)."""
     face = _is_face_model(model)
     out = model(x)
+    views = [out]
     raw = out.embedding * out.norm
     res: dict[str, torch.Tensor] = {}
     occ_raw = None
@@ -100,6 +109,7 @@ def _forward(model, x: torch.Tensor, *, flip: bool, with_maps: bool) -> dict[str
         occ_raw = e * n
     if flip:
         out_f = model(torch.flip(x, dims=[3]))
+        views.append(out_f)
         raw = raw + out_f.embedding * out_f.norm
         if face:
             e, n = model.occlusion_aware_embedding(out_f.feature_map, out_f.occlusion)
@@ -111,6 +121,12 @@ def _forward(model, x: torch.Tensor, *, flip: bool, with_maps: bool) -> dict[str
     if with_maps:
         maps = out.match_map if face else out.feature_map
         res["match_map"] = maps.float().cpu()
+    if face and with_contributions:
+        from occtool.matching.visibility_matched import output_layer_contributions
+
+        res["contrib"] = torch.cat([output_layer_contributions(model.backbone, v.feature_map) for v in views],
+                                   dim=1).float().cpu()
+        res["vis_views"] = torch.cat([v.occlusion.reshape(len(x), -1) for v in views], dim=1).float().cpu()
     return res
 
 
@@ -156,9 +172,10 @@ class _Rows:
     """Per-image outputs of one kind, filled row by row into one preallocated float32 array
     (in RAM, or a memory-mapped .npy file when `path` is given)."""
 
-    def __init__(self, n: int, path: Path | None = None):
+    def __init__(self, n: int, path: Path | None = None, dtype=np.float32):
         self.n = n
         self.path = path
+        self.dtype = dtype
         self.arr: np.ndarray | None = None
 
     def set(self, i: int, a: np.ndarray) -> None:
@@ -166,9 +183,9 @@ class _Rows:
             shape = (self.n,) + tuple(a.shape)
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.arr = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.float32, shape=shape)
+                self.arr = np.lib.format.open_memmap(self.path, mode="w+", dtype=self.dtype, shape=shape)
             else:
-                self.arr = np.zeros(shape, dtype=np.float32)
+                self.arr = np.zeros(shape, dtype=self.dtype)
         self.arr[i] = a
 
     def get(self, i: int) -> np.ndarray:
@@ -204,13 +221,16 @@ def extract_features(
     max_bad: int | None = None,
     num_threads: int = 4,
     maps_file: str | Path | None = None,
+    with_contributions: bool = False,
 ) -> Features:
     """Features of every image in `records` (ImageRecords or paths); see the module doc.
 
     The model runs as an eval-mode `inference_copy` (the caller's model is left as it is). `cache_dir` is used only together with `model_key`.
     `max_bad`: DataError when more images than this fail to load (None: never).
     `maps_file`: write the match maps to this memory-mapped .npy file instead of RAM (large
-    galleries); `Features.match_maps` is then that `np.memmap` (the scorers accept both).
+    galleries); `Features.match_maps` is then that `np.memmap` (the scorers accept both), and
+    the contributions go to `<maps_file stem>_contrib.npy` likewise.
+    `with_contributions`: also the visibility-matched embedding's inputs (FaceModel only).
     """
     paths = [Path(r.path) if isinstance(r, ImageRecord) else Path(r) for r in records]
     n = len(paths)
@@ -220,7 +240,9 @@ def extract_features(
     model = inference_copy(model, device)  # BatchNorms folded (+ channels-last on CPU): ~2.4x faster
     spec = _input_spec(model)
     face = _is_face_model(model)
+    with_contributions = with_contributions and face
     needed = ["embedding"] + (["occ_embedding", "occlusion"] if face else []) + (["match_map"] if with_maps else [])
+    needed += ["contrib", "vis_views"] if with_contributions else []
     use_cache = cache_dir is not None and model_key is not None
     cache_root = Path(cache_dir) if use_cache else None
 
@@ -228,7 +250,12 @@ def extract_features(
         hashes = list(pool.map(_hash_or_none, paths))
     ok = np.zeros(n, dtype=bool)
     errors: list[str] = []
-    outputs = {k: _Rows(n, Path(maps_file) if (k == "match_map" and maps_file is not None) else None) for k in needed}
+    outputs = {k: _Rows(n) for k in needed}
+    if maps_file is not None and with_maps:
+        outputs["match_map"] = _Rows(n, Path(maps_file))
+    if with_contributions:
+        contrib_file = None if maps_file is None else Path(maps_file).with_name(Path(maps_file).stem + "_contrib.npy")
+        outputs["contrib"] = _Rows(n, contrib_file)
     resized_flags = np.zeros(n, dtype=bool)
 
     todo: list[int] = []
@@ -275,7 +302,7 @@ def extract_features(
 
                 batch = np.stack([g[1] for g in good])
                 x = preprocess(batch, spec, device=device)
-                res = _forward(model, x, flip=flip, with_maps=with_maps)
+                res = _forward(model, x, flip=flip, with_maps=with_maps, with_contributions=with_contributions)
                 for j, (i, _, rs) in enumerate(good):
                     arrays = {k: res[k][j].numpy() for k in needed}
                     for k in needed:
@@ -317,6 +344,8 @@ def extract_features(
         paths=paths,
         hashes=hashes,
         occ_embeddings=stack("occ_embedding"),
+        contributions=stack("contrib"),
+        visibility_views=stack("vis_views"),
         errors=errors,
         n_resized=int(resized_flags.sum()),
         cache_hits=hits,

@@ -5,6 +5,9 @@ a result dict {"metrics": JSON-able dict, "curves": per-method arrays, "rows": s
 Methods (all side by side):
 - `cosine`: identity embedding (flip TTA by default), templates = re-normalised mean per identity.
 - `cosine_occ` (checkpoint): occlusion-aware embedding `embed(feature_map * predicted visibility)`.
+- `cosine_occ_matched` (checkpoint): visibility-matched embeddings: for every (probe, gallery
+  image) pair both are embedded through the joint visibility v_probe * v_gallery, so both read
+  only where both faces are visible (`occtool.matching.visibility_matched`); identity = best image.
 - `qaconv`: QAConv on the matching maps, no visibility. With a plain pretrained backbone this is
   the parameter-free, *untrained* matcher on the backbone's 512x7x7 maps (known to be weak).
 - `qaconv_occ` (checkpoint): QAConv with the predicted visibility of probe and gallery.
@@ -40,7 +43,7 @@ from occtool.evaluation.scoring import (
     znorm_global,
 )
 
-ALL_METHODS = ("cosine", "cosine_occ", "qaconv", "qaconv_occ", "fused")
+ALL_METHODS = ("cosine", "cosine_occ", "cosine_occ_matched", "qaconv", "qaconv_occ", "fused")
 DEFAULT_FARS = (1e-3, 1e-2)
 AUTO_SHORTLIST_GALLERY = 10_000  # gallery images above which QAConv uses a cosine shortlist
 AUTO_SHORTLIST_K = 100
@@ -60,11 +63,14 @@ class EvalModel:
     matcher_trained: bool
     has_visibility: bool
     info: dict = field(default_factory=dict)
+    output_layer_affine: bool = False  # the backbone's output layer is affine (cosine_occ_matched)
 
     def available_methods(self) -> list[str]:
         m = ["cosine"]
         if self.has_visibility:
             m.append("cosine_occ")
+            if self.output_layer_affine:
+                m.append("cosine_occ_matched")
         if self.matcher is not None:
             m.append("qaconv")
             if self.has_visibility:
@@ -89,9 +95,12 @@ def load_eval_model(*, backbone: str | None = None, weights: str | Path | None =
         trained = matcher is not None and bool(getattr(matcher, "is_trained", False))
         if matcher is None:
             matcher = _untrained_matcher_for(model)
+        from occtool.matching.visibility_matched import is_affine
+
         return EvalModel(
             model=model, matcher=matcher, kind="checkpoint", backbone=model.backbone.name,
             source=str(checkpoint), matcher_trained=trained, has_visibility=True,
+            output_layer_affine=is_affine(model.backbone.eval(), device="cpu"),
             info={"checkpoint": str(Path(checkpoint).resolve()), "backbone": model.backbone.name,
                   "matcher": "trained QAConv head" if trained else "untrained QAConv (no trained head in checkpoint)"},
         )
@@ -140,7 +149,9 @@ def resolve_methods(requested, em: EvalModel) -> list[str]:
             if "qaconv" not in avail:
                 raise OcctoolError("--methods fused needs a QAConv matcher (and cosine)")
         elif m not in avail:
-            why = "needs --checkpoint (a model with an occlusion head)" if m.endswith("_occ") else "is not available"
+            why = ("needs --checkpoint (a model with an occlusion head)" if "_occ" in m and not em.has_visibility
+                   else "needs a backbone whose output layer is affine in the feature map" if m == "cosine_occ_matched"
+                   else "is not available")
             raise OcctoolError(f"--methods {m} {why}; available here: {', '.join(avail)}")
         if m not in out:
             out.append(m)
@@ -158,8 +169,15 @@ def _extract(records, em: EvalModel, *, methods, flip, batch_size, device, cache
         return extract_features(
             records, model=em.model.to(device), device=device, batch_size=batch_size, flip=flip,
             cache_dir=cache_dir, progress=cb, model_key=em.cache_key(flip) if cache_dir else None,
-            with_maps=with_maps, maps_file=maps_file,
+            with_maps=with_maps, maps_file=maps_file, with_contributions="cosine_occ_matched" in methods,
         )
+
+
+def _matched_scorer(em: EvalModel, flip: bool, device):
+    from occtool.matching.visibility_matched import VisibilityMatchedScorer, output_layer_bias
+
+    bias = output_layer_bias(em.model.backbone.eval(), device=next(em.model.parameters()).device)
+    return VisibilityMatchedScorer(bias=bias.cpu(), views=2 if flip else 1).to(device)
 
 
 def _check_bad(feats: list[Features], max_bad: int) -> dict:
@@ -259,6 +277,13 @@ def _evaluate_gallery(gallery_records, probe_records, *, em, methods, flip, thre
     templates = identity_templates(gf.embeddings[g_idx], g_labels, n_ids)
     cos_scorer = CosineScorer(pe, templates, device=device)
 
+    def matched_scorer() -> QAConvScorer:  # same per-image-then-best-image scheme as QAConv
+        return QAConvScorer(
+            _matched_scorer(em, flip, device), pf.contributions, gf.contributions, g_labels, n_ids, device=device,
+            probe_vis=pf.visibility_views, gallery_vis=gf.visibility_views, probe_rows=p_ok, gallery_rows=g_ok,
+            gallery_chunk=1024,
+        )
+
     def qa_scorer(use_vis: bool) -> QAConvScorer:
         return QAConvScorer(
             em.matcher, pf.match_maps, gf.match_maps, g_labels, n_ids, device=device,
@@ -281,7 +306,7 @@ def _evaluate_gallery(gallery_records, probe_records, *, em, methods, flip, thre
                                   identity_templates(gf.occ_embeddings[g_idx], g_labels, n_ids), device=device)
                 r = identify(sc, true_ids, n_ids, progress=cb, keep_matrix=keep, max_impostors=max_impostors)
             else:
-                qs = qa_scorer(m == "qaconv_occ")
+                qs = matched_scorer() if m == "cosine_occ_matched" else qa_scorer(m == "qaconv_occ")
                 if shortlist_k > 0:
                     r = identify_shortlist(cos_scorer, qs, true_ids, n_ids, shortlist_k=shortlist_k, progress=cb)
                 else:
@@ -429,6 +454,13 @@ def evaluate_pairs(
             if m in ("cosine", "cosine_occ"):
                 emb = feats.embeddings if m == "cosine" else feats.occ_embeddings
                 s = cosine_pair_scores(emb[ta], emb[tb])
+                if cb is not None:
+                    cb(len(s), len(s))
+            elif m == "cosine_occ_matched":
+                ms = _matched_scorer(em, flip, "cpu")
+                c, v = torch.as_tensor(np.asarray(feats.contributions)), feats.visibility_views
+                s = np.concatenate([ms.pair_scores(c[ta[i:i + 512]], c[tb[i:i + 512]], v[ta[i:i + 512]],
+                                                   v[tb[i:i + 512]]).numpy() for i in range(0, len(ta), 512)])
                 if cb is not None:
                     cb(len(s), len(s))
             else:

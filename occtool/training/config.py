@@ -156,9 +156,9 @@ class ValidationConfig:
     probe_occlusion: ProbeOcclusionConfig = field(default_factory=ProbeOcclusionConfig)
     seed: int = 12345
     batch_size: int = 64
-    fusion_weight: float = 1.0  # fusion = z(cosine) + w * z(qaconv_occ), z per probe row
-    matched: bool = True  # also score occ_embedding_matched (pairwise visibility-matched embeddings)
-    select: Optional[str] = None  # metric for best.pt (e.g. "masked/occ_embedding/rank1"); null: none
+    fusion_weight: float = 1.0  # fused = z(cosine) + w * z(qaconv_occ), z per probe row
+    matched: bool = True  # also score cosine_occ_matched (pairwise visibility-matched embeddings)
+    select: Optional[str] = None  # metric for best.pt (e.g. "masked/cosine_occ_matched/rank1"); null: none
 
 
 @dataclass

@@ -547,7 +547,7 @@ def _summary(epoch, res: dict) -> str:
     head = f"epoch {epoch}: " if epoch is not None else ""
     bits = []
     for probe in ("clean", "masked"):
-        for method in ("cosine_pretrained", "cosine", "occ_embedding", "occ_embedding_matched", "qaconv_occ", "fusion"):
+        for method in ("cosine_pretrained", "cosine", "cosine_occ", "cosine_occ_matched", "qaconv_occ", "fused"):
             k = f"{probe}/{method}/rank1"
             if k in res:
                 bits.append(f"{probe} {method} {100 * res[k]:.1f}")

@@ -8,15 +8,15 @@ family, ``occ_<family>``). The gallery stays clean. Methods, side by side:
 - ``cosine_pretrained``: the initial (pretrained) backbone's embedding, the baseline;
 - ``cosine``: the trained model's plain embedding embed(fm) (= the occlusion-aware embedding
   without its occlusion weighting);
-- ``occ_embedding``: the occlusion-aware embedding embed(fm * v) with the predicted visibility;
-- ``occ_embedding_matched``: the same embedding, but for each (probe, gallery) pair both sides
+- ``cosine_occ``: the occlusion-aware embedding embed(fm * v) with the predicted visibility;
+- ``cosine_occ_matched``: the same embedding, but for each (probe, gallery) pair both sides
   are embedded through the joint visibility v_p * v_g (the gallery face is read only where the
   probe face is visible, and vice versa: QAConv's "both must be visible" weighting applied to
   the global embedding). Computed exactly and cheaply because the output layer is affine before
   its normalisation (checked at run time; the method is skipped otherwise):
   raw(fm * w) = b + sum_r w[r] c[r] with per-location contributions c[r];
 - ``qaconv`` / ``qaconv_occ``: the trained QAConv matcher without / with occlusion weighting;
-- ``fusion``: z(cosine) + w * z(qaconv_occ), each z-normalised per probe over the gallery.
+- ``fused``: z(cosine) + w * z(qaconv_occ), each z-normalised per probe over the gallery.
 
 Embeddings are the flip-summed raw embeddings, re-normalised (each view with its own predicted
 visibility), as `occtool.evaluation.extract_features` computes them; QAConv uses the unflipped
@@ -36,6 +36,12 @@ import torch
 import torch.nn.functional as F
 
 from occtool.data.images import ImageRecord, file_sha1, read_image_rgb
+from occtool.matching.visibility_matched import (
+    VisibilityMatchedScorer,
+    is_affine,
+    output_layer_bias,
+    output_layer_contributions,
+)
 from occtool.progress import ProgressFn, report
 
 FAR_LIST = (1e-3, 1e-2)
@@ -218,6 +224,13 @@ def set_baseline(evalset: EvalSet, teacher, *, device) -> None:
 # metrics
 
 
+@torch.inference_mode()
+def _visibility(head, maps: torch.Tensor, device, batch_size: int = 512) -> torch.Tensor:
+    """maps [N, C, H, W] -> predicted visibility [N, H*W] (CPU)."""
+    return torch.cat([head(maps[s: s + batch_size].to(device).float()).float().cpu()
+                      for s in range(0, len(maps), batch_size)]).flatten(1)
+
+
 def _znorm_rows(s: np.ndarray) -> np.ndarray:
     mu = s.mean(axis=1, keepdims=True)
     sd = s.std(axis=1, keepdims=True)
@@ -249,51 +262,6 @@ def occlusion_iou(pred_vis: np.ndarray, gt_vis: np.ndarray, threshold: float = 0
     return float((inter[ok] / union[ok]).mean()), int(ok.sum())
 
 
-def _contributions(backbone, maps: torch.Tensor, *, device, batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-location contributions of the (affine) output layer: maps [N, C, H, W] ->
-    (c [N, L, D] with raw(fm * w) = b + sum_l w[l] c[:, l], b [D])."""
-    n, c, h, w = maps.shape
-    L = h * w
-    b = backbone.embed_raw(torch.zeros(1, c, h, w, device=device)).float()[0]
-    out = torch.empty((n, L, b.numel()), dtype=torch.float32)
-    eye = torch.eye(L, device=device).view(L, 1, h, w)
-    for s in range(0, n, batch_size):
-        fm = maps[s: s + batch_size].to(device).float()  # [n', C, H, W]
-        x = (fm[:, None] * eye[None]).flatten(0, 1)  # [n' * L, C, H, W]: one location kept
-        out[s: s + len(fm)] = (backbone.embed_raw(x).float() - b).view(len(fm), L, -1).cpu()
-    return out, b.cpu()
-
-
-def _is_affine(backbone, maps: torch.Tensor, contrib: torch.Tensor, b: torch.Tensor, *, device) -> bool:
-    """Check raw(fm * w) == b + sum_l w[l] c[l] on a few maps and random w."""
-    g = torch.Generator().manual_seed(0)
-    k = min(4, len(maps))
-    fm = maps[:k].to(device).float()
-    w = torch.rand((k, 1) + tuple(fm.shape[-2:]), generator=g).to(device)
-    lhs = backbone.embed_raw(fm * w).float().cpu()
-    rhs = b + (w.view(k, -1, 1).cpu() * contrib[:k]).sum(1)
-    return bool((lhs - rhs).abs().max() <= 1e-3 * max(1.0, float(lhs.abs().max())))
-
-
-def matched_scores(cp: tuple, vp: tuple, cg: tuple, vg: tuple, b: torch.Tensor, *, chunk: int = 32) -> np.ndarray:
-    """Visibility-matched cosine: for every pair both sides embedded through w = v_p * v_g.
-
-    cp/cg: per-view contributions ([P, L, D], [P, L, D]) (view 0 and its mirror), vp/vg: per-view
-    visibilities ([P, L], ...), b [D] -> scores [P, G]."""
-    num_p, num_g = cp[0].shape[0], cg[0].shape[0]
-    out = np.empty((num_p, num_g), dtype=np.float32)
-    for s in range(0, num_p, chunk):
-        e = slice(s, min(num_p, s + chunk))
-        raw_p = 0
-        raw_g = 0
-        for k in range(2):
-            w = vp[k][e][:, None, :] * vg[k][None, :, :]  # [p, G, L]
-            raw_p = raw_p + torch.einsum("pgl,pld->pgd", w, cp[k][e]) + b
-            raw_g = raw_g + torch.einsum("pgl,gld->pgd", w, cg[k]) + b
-        out[e] = F.cosine_similarity(raw_p, raw_g, dim=-1, eps=1e-12).numpy()
-    return out
-
-
 @torch.inference_mode()
 def evaluate(
     evalset: EvalSet,
@@ -312,8 +280,8 @@ def evaluate(
     Probe sets: clean, masked and the extra occluder families (occ_<name>). The feature maps
     come from `evalset.feats` (a frozen body); with a body that trains, pass `backbone_for_maps`
     (the current backbone) to recompute them. `heavy_sets`: the probe sets scored by the slow
-    pairwise methods, QAConv and occ_embedding_matched (default: clean and masked).
-    `matched`: compute occ_embedding_matched at all.
+    pairwise methods, QAConv and cosine_occ_matched (default: clean and masked).
+    `matched`: compute cosine_occ_matched at all.
     """
     model.eval()
     if matcher is not None:
@@ -331,22 +299,12 @@ def evaluate(
         emb[key], vis[key] = _embed(bb, head, evalset.feats[key], device=device, occlusion_aware=False)
         occ_emb[key], _ = _embed(bb, head, evalset.feats[key], device=device, occlusion_aware=True)
     contrib, vis2 = {}, {}
-    if matched:
-        b = None
+    if matched and is_affine(bb, device=device):
         for key in keys:
-            if key != "gallery" and key not in heavy_sets:
-                continue
-            views = []
-            vv = []
-            for k in range(2):
-                maps = evalset.feats[key][k]
-                c, b = _contributions(bb, maps, device=device)
-                views.append(c)
-                vv.append(torch.cat([head(maps[s: s + 512].to(device).float()).float().cpu()
-                                     for s in range(0, len(maps), 512)]).flatten(1))
-            contrib[key], vis2[key] = tuple(views), tuple(vv)
-        if not _is_affine(bb, evalset.feats["gallery"][0], contrib["gallery"][0], b, device=device):
-            matched = False
+            if key == "gallery" or key in heavy_sets:
+                contrib[key] = torch.cat([output_layer_contributions(bb, fm.to(device)).cpu() for fm in evalset.feats[key]], 1)
+                vis2[key] = torch.cat([_visibility(head, fm, device) for fm in evalset.feats[key]], 1)
+        scorer = VisibilityMatchedScorer(bias=output_layer_bias(bb, device=device).cpu(), views=2)
     mm = {}
     if matcher is not None:
         for key in keys:
@@ -361,16 +319,16 @@ def evaluate(
         if evalset.baseline is not None:
             scores["cosine_pretrained"] = (evalset.baseline[probe_key] @ evalset.baseline["gallery"].T).numpy()
         scores["cosine"] = (emb[probe_key] @ emb["gallery"].T).numpy()
-        scores["occ_embedding"] = (occ_emb[probe_key] @ occ_emb["gallery"].T).numpy()
-        if matched and probe_key in contrib:
-            scores["occ_embedding_matched"] = matched_scores(contrib[probe_key], vis2[probe_key], contrib["gallery"],
-                                                             vis2["gallery"], b)
+        scores["cosine_occ"] = (occ_emb[probe_key] @ occ_emb["gallery"].T).numpy()
+        if probe_key in contrib:
+            scores["cosine_occ_matched"] = scorer.score(contrib[probe_key], contrib["gallery"], vis2[probe_key],
+                                                        vis2["gallery"]).numpy()
         if matcher is not None and probe_key in mm:
             p, g = mm[probe_key].to(device), mm["gallery"].to(device)
             pv, gv = vis[probe_key].to(device), vis["gallery"].to(device)
             scores["qaconv"] = matcher.score(p, g).float().cpu().numpy()
             scores["qaconv_occ"] = matcher.score(p, g, pv, gv).float().cpu().numpy()
-            scores["fusion"] = _znorm_rows(scores["cosine"]) + fusion_weight * _znorm_rows(scores["qaconv_occ"])
+            scores["fused"] = _znorm_rows(scores["cosine"]) + fusion_weight * _znorm_rows(scores["qaconv_occ"])
         for method, sc in scores.items():
             for metric, value in identification_metrics(sc, true).items():
                 res[f"{probe_key}/{method}/{metric}"] = value

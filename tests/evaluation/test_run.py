@@ -150,12 +150,12 @@ def test_cli_checkpoint_every_method(split, random_checkpoint, tmp_path):
     gal, prb = split
     out = tmp_path / "out"
     args = ["eval-gallery", "--gallery-root", str(gal), "--probe-root", str(prb), "--checkpoint",
-            str(random_checkpoint), "--methods", "cosine,cosine_occ,qaconv,qaconv_occ,fused",
+            str(random_checkpoint), "--methods", "cosine,cosine_occ,cosine_occ_matched,qaconv,qaconv_occ,fused",
             "--threshold", "0.3", "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--device", "cpu"]
     assert run(args) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["mode"] == "identification"
-    assert list(m["methods"]) == ["cosine", "cosine_occ", "qaconv", "qaconv_occ", "fused"]
+    assert list(m["methods"]) == ["cosine", "cosine_occ", "cosine_occ_matched", "qaconv", "qaconv_occ", "fused"]
     for block in m["methods"].values():
         for key in ("rank1", "rank5", "auc", "eer", "tar@far=1e-3", "tar@far=1e-2", "acc@threshold"):
             assert key in block
@@ -175,12 +175,13 @@ def test_cli_checkpoint_every_method(split, random_checkpoint, tmp_path):
 def test_shortlist_path_matches_full_when_k_covers_gallery(split, random_checkpoint):
     gal, prb = split
     em = load_eval_model(checkpoint=random_checkpoint)
-    kw = dict(em=em, methods=["qaconv_occ"], device="cpu")
+    kw = dict(em=em, methods=["qaconv_occ", "cosine_occ_matched"], device="cpu")
     full = evaluate_gallery(list_identity_tree(gal), list_identity_tree(prb), shortlist_k=0, **kw)
     short = evaluate_gallery(list_identity_tree(gal), list_identity_tree(prb), shortlist_k=3, **kw)
-    f, s = full["metrics"]["methods"]["qaconv_occ"], short["metrics"]["methods"]["qaconv_occ"]
-    assert f["rank1"] == s["rank1"] and f["rank5"] == s["rank5"]
-    assert s["shortlist_k"] == 3 and s["impostors_sampled"]
+    for method in kw["methods"]:
+        f, s = full["metrics"]["methods"][method], short["metrics"]["methods"][method]
+        assert f["rank1"] == s["rank1"] and f["rank5"] == s["rank5"]
+        assert s["shortlist_k"] == 3 and s["impostors_sampled"]
 
 
 def test_large_side_uses_memmapped_maps_and_auto_shortlist(split, random_checkpoint, monkeypatch):
@@ -201,6 +202,11 @@ def test_large_side_uses_memmapped_maps_and_auto_shortlist(split, random_checkpo
 def test_backbone_only_methods(random_weights):
     em = load_eval_model(backbone="mobilefacenet", weights=random_weights)
     assert em.available_methods() == ["cosine", "qaconv"]
+    from occtool.errors import OcctoolError as _E
+    from occtool.evaluation.run import resolve_methods as _resolve
+
+    with pytest.raises(_E, match="cosine_occ_matched needs --checkpoint"):
+        _resolve(["cosine_occ_matched"], em)
     from occtool.errors import OcctoolError
     from occtool.evaluation.run import resolve_methods
 
@@ -236,12 +242,28 @@ def test_pairs_mode_every_method_with_root_b(tmp_path, random_checkpoint):
     pairs.write_text("2 2\namy 1 2\nbob 1 2\namy 1 bob 1\nbob 2 cat 1\n"
                      "cat 1 2\namy 2 3\ncat 3 amy 3\nbob 3 cat 2\n")
     em = load_eval_model(checkpoint=random_checkpoint)
-    res = evaluate_pairs(pairs, root, tmp_path / "b", em=em, methods=["cosine", "cosine_occ", "qaconv", "qaconv_occ",
-                                                                      "fused"], device="cpu")
+    every = ["cosine", "cosine_occ", "cosine_occ_matched", "qaconv", "qaconv_occ", "fused"]
+    res = evaluate_pairs(pairs, root, tmp_path / "b", em=em, methods=every, device="cpu")
     m = res["metrics"]
-    assert list(m["methods"]) == ["cosine", "cosine_occ", "qaconv", "qaconv_occ", "fused"]
+    assert list(m["methods"]) == every
     for block in m["methods"].values():
         assert {"acc_10fold", "acc_10fold_std", "auc", "eer", "tar@far=1e-3"} <= set(block)
         assert len(block["fold_accuracies"]) == 2
     assert m["counts"]["pairs_used"] == 8 and m["counts"]["images"] == 7 + 6  # distinct first + second images
     assert all(r["image_b"].startswith(str(tmp_path / "b" / "images")) for r in res["rows"])
+
+
+def test_contributions_reproduce_the_embedding_when_all_visible(split, random_checkpoint):
+    """Plumbing of cosine_occ_matched: per view and location, contributions + bias summed with
+    weight 1 give the flip-summed raw embedding; view 0's visibility is the occlusion map."""
+    from occtool.matching.visibility_matched import output_layer_bias
+
+    gal, _ = split
+    em = load_eval_model(checkpoint=random_checkpoint)
+    assert "cosine_occ_matched" in em.available_methods()
+    f = extract_features(list_identity_tree(gal), model=em.model, device="cpu", with_contributions=True)
+    n, vl, d = f.contributions.shape
+    assert (n, vl) == (3, 2 * 49) and f.visibility_views.shape == (3, 2 * 49)
+    raw = f.contributions.float().sum(1) + 2 * output_layer_bias(em.model.backbone.eval())
+    torch.testing.assert_close(torch.nn.functional.normalize(raw, dim=1), f.embeddings, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(f.visibility_views[:, :49], f.occlusion.flatten(1))

@@ -37,7 +37,7 @@ def test_smoke_run_writes_every_output(synthetic_tree, tmp_path):
     assert latest["step"] == 6
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train"]["steps"] == 6 and metrics["train"]["nonfinite_steps"] == 0
-    for key in ("clean/cosine/rank1", "masked/occ_embedding/rank1", "masked/qaconv_occ/rank1", "occlusion/iou@0.5"):
+    for key in ("clean/cosine/rank1", "masked/cosine_occ/rank1", "masked/cosine_occ_matched/rank1", "masked/qaconv_occ/rank1", "occlusion/iou@0.5"):
         assert key in metrics["validation"], key
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [r["kind"] for r in rows].count("epoch") == 2

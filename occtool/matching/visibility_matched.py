@@ -1,0 +1,141 @@
+"""Visibility-matched embeddings: both faces of a pair read only where both are visible.
+
+The occlusion-aware embedding `embed(fm * v)` weights a face's own feature map by its own
+predicted visibility v. A masked probe and a clean gallery face then still describe different
+regions: the probe its upper face, the gallery face all of it. Matching instead embeds both
+through the *joint* visibility w = v_probe * v_gallery (QAConv's "both must be visible" rule
+applied to the global embedding), so each pair compares like with like.
+
+That needs one embedding per pair, which is cheap because the backbone's output layer is affine
+in the feature map before its normalisation (MobileFaceNet: depthwise conv + BN + linear + BN;
+IR: BN + linear + BN):
+
+    raw(fm * w) = b + sum_l w[l] c[l]     c[l] = raw(fm * onehot_l) - b,  b = raw(0)
+
+so per image the contributions c [L, D] (L = H*W locations) are computed once, and a pair costs
+two [L] x [L, D] products. With flip TTA each view (image, mirror) has its own contributions and
+visibility; views are stacked along the location axis (VL = V*L) and the bias counted V times.
+
+Shapes: N images, V views, L = H*W locations, D embedding size; P probes, G gallery images.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from occtool.errors import OcctoolError
+
+# bytes of the [p, g, D] intermediates per scoring chunk (two of them live at once)
+DEFAULT_CHUNK_BYTES = 256 * 2**20
+
+
+@torch.inference_mode()
+def output_layer_bias(backbone, *, device=None) -> torch.Tensor:
+    """b = raw(0) [D]: the output layer's response to an all-zero feature map."""
+    c = backbone.feature_channels
+    h, w = backbone.feature_size
+    dev = device if device is not None else next(backbone.parameters()).device
+    return backbone.embed_raw(torch.zeros(1, c, h, w, device=dev)).float()[0]
+
+
+@torch.inference_mode()
+def output_layer_contributions(backbone, maps: torch.Tensor, *, batch_size: int = 16) -> torch.Tensor:
+    """maps [N, C, H, W] -> per-location contributions c [N, L, D] (float32, maps' device), with
+    raw(fm * w) = b + sum_l w[l] c[:, l] for an affine output layer (see `is_affine`)."""
+    n, c, h, w = maps.shape
+    L = h * w
+    b = output_layer_bias(backbone, device=maps.device)
+    eye = torch.eye(L, device=maps.device).view(L, 1, h, w)
+    out = []
+    for s in range(0, n, batch_size):
+        fm = maps[s : s + batch_size].float()
+        x = (fm[:, None] * eye[None]).flatten(0, 1)  # [n' * L, C, H, W]: one location kept each
+        out.append((backbone.embed_raw(x).float() - b).view(len(fm), L, -1))
+    return torch.cat(out) if out else torch.zeros((0, L, b.numel()), device=maps.device)
+
+
+@torch.inference_mode()
+def is_affine(backbone, *, device=None, samples: int = 3, rtol: float = 1e-3) -> bool:
+    """Whether raw(fm * w) == b + sum_l w[l] c[l] holds (random maps and weights, fixed seed)."""
+    g = torch.Generator().manual_seed(0)
+    c = backbone.feature_channels
+    h, w = backbone.feature_size
+    dev = device if device is not None else next(backbone.parameters()).device
+    fm = torch.randn((samples, c, h, w), generator=g).to(dev)
+    wt = torch.rand((samples, 1, h, w), generator=g).to(dev)
+    lhs = backbone.embed_raw(fm * wt).float()
+    rhs = output_layer_bias(backbone, device=dev) + torch.einsum(
+        "nl,nld->nd", wt.flatten(1), output_layer_contributions(backbone, fm))
+    return bool((lhs - rhs).abs().max() <= rtol * max(1.0, float(lhs.abs().max())))
+
+
+def _check(name: str, contrib: torch.Tensor, vis: torch.Tensor) -> None:
+    if contrib.dim() != 3 or vis.dim() != 2 or vis.shape != contrib.shape[:2]:
+        raise OcctoolError(f"{name}: expected contributions [N, VL, D] and visibility [N, VL], "
+                           f"got {tuple(contrib.shape)} and {tuple(vis.shape)}")
+
+
+class VisibilityMatchedScorer:
+    """Cosine of visibility-matched embeddings, for every (probe, gallery) pair.
+
+    `score(probe_contrib [P, VL, D], gallery_contrib [G, VL, D], probe_vis [P, VL],
+    gallery_vis [G, VL]) -> [P, G]` with w = probe_vis * gallery_vis (per view and location):
+
+        raw_p = V b + sum_l w[l] cp[l],   raw_g = V b + sum_l w[l] cg[l],   score = cos(raw_p, raw_g)
+
+    All-ones visibility gives the plain (flip-summed) embedding's cosine. Probes are scored in
+    chunks so that the [p, G, D] intermediates stay under `chunk_bytes`.
+    """
+
+    def __init__(self, *, bias: torch.Tensor, views: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+        if views < 1:
+            raise OcctoolError(f"views must be >= 1, got {views}")
+        self.bias = bias.float()
+        self.views = int(views)
+        self.chunk_bytes = int(chunk_bytes)
+
+    def to(self, device):  # the scorer protocol of occtool.evaluation.scoring
+        self.bias = self.bias.to(device)
+        return self
+
+    def eval(self):
+        return self
+
+    @torch.inference_mode()
+    def score(self, probe_contrib, gallery_contrib, probe_vis=None, gallery_vis=None) -> torch.Tensor:
+        if probe_vis is None or gallery_vis is None:
+            raise OcctoolError("visibility-matched scores need the visibility of both sides")
+        _check("probe", probe_contrib, probe_vis)
+        _check("gallery", gallery_contrib, gallery_vis)
+        num_p, num_g, dim = probe_contrib.shape[0], gallery_contrib.shape[0], probe_contrib.shape[2]
+        if gallery_contrib.shape[1:] != probe_contrib.shape[1:] or dim != self.bias.numel():
+            raise OcctoolError(f"probe {tuple(probe_contrib.shape[1:])} and gallery {tuple(gallery_contrib.shape[1:])} "
+                               f"contributions and bias [{self.bias.numel()}] disagree")
+        bias = self.views * self.bias.to(probe_contrib.device)
+        cg = gallery_contrib.float()
+        step = max(1, self.chunk_bytes // max(1, 2 * num_g * dim * 4))
+        out = []
+        for s in range(0, num_p, step):
+            cp = probe_contrib[s : s + step].float()
+            w = probe_vis[s : s + step].float()[:, None, :] * gallery_vis.float()[None]  # [p, G, VL]
+            raw_p = torch.bmm(w, cp) + bias  # [p, G, D]: batched over probes
+            raw_g = torch.bmm(w.transpose(0, 1), cg).transpose(0, 1) + bias  # [p, G, D]: batched over gallery
+            out.append(F.cosine_similarity(raw_p, raw_g, dim=-1, eps=1e-12))
+        return torch.cat(out) if out else torch.zeros((0, num_g), device=probe_contrib.device)
+
+    @torch.inference_mode()
+    def pair_scores(self, contrib_a, contrib_b, vis_a, vis_b) -> torch.Tensor:
+        """Aligned pairs: row i of a against row i of b -> [N]."""
+        _check("a", contrib_a, vis_a)
+        _check("b", contrib_b, vis_b)
+        if contrib_a.shape != contrib_b.shape:
+            raise OcctoolError(f"pair contributions differ in shape: {tuple(contrib_a.shape)} vs {tuple(contrib_b.shape)}")
+        bias = self.views * self.bias.to(contrib_a.device)
+        w = vis_a.float() * vis_b.float()  # [N, VL]
+        raw_a = torch.einsum("nl,nld->nd", w, contrib_a.float()) + bias
+        raw_b = torch.einsum("nl,nld->nd", w, contrib_b.float()) + bias
+        return F.cosine_similarity(raw_a, raw_b, dim=-1, eps=1e-12)
+
+
+__all__ = ["VisibilityMatchedScorer", "is_affine", "output_layer_bias", "output_layer_contributions"]

@@ -1,0 +1,136 @@
+"""Visibility-matched embeddings: against a slow per-pair reference through the real output
+layer, the all-visible case, the affinity check, chunking, and the input checks."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from occtool.errors import OcctoolError
+from occtool.matching.visibility_matched import (
+    VisibilityMatchedScorer,
+    is_affine,
+    output_layer_bias,
+    output_layer_contributions,
+)
+from occtool.models import build_backbone
+
+
+@pytest.fixture(scope="module")
+def mfn():
+    torch.manual_seed(0)
+    bb = build_backbone("mobilefacenet").eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # non-trivial BN statistics, so the bias b is not ~0
+        for m in bb.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return bb
+
+
+def _views(bb, n, seed):
+    """maps [N, V=2, C, H, W] and visibility [N, V, H, W] (view 1 plays the mirror)."""
+    g = torch.Generator().manual_seed(seed)
+    maps = torch.randn((n, 2, bb.feature_channels, *bb.feature_size), generator=g)
+    vis = torch.rand((n, 2, *bb.feature_size), generator=g)
+    vis[0] = 1.0  # one fully visible image
+    if n > 1:
+        vis[1, :, 4:] = 0.0  # one with its lower face hidden
+    return maps, vis
+
+
+def _prepare(bb, maps, vis):
+    contrib = torch.cat([output_layer_contributions(bb, maps[:, v]) for v in range(maps.shape[1])], dim=1)
+    return contrib, vis.flatten(1)
+
+
+def _reference(bb, maps_p, vis_p, maps_g, vis_g):
+    """Slow and obvious: for each pair, run the output layer on fm * (v_p * v_g) per view, sum the
+    views' raw embeddings, cosine."""
+    out = torch.zeros(len(maps_p), len(maps_g))
+    with torch.no_grad():
+        for i in range(len(maps_p)):
+            for j in range(len(maps_g)):
+                rp = rg = 0
+                for v in range(maps_p.shape[1]):
+                    w = (vis_p[i, v] * vis_g[j, v])[None, None]
+                    rp = rp + bb.embed_raw(maps_p[i, v][None] * w)[0]
+                    rg = rg + bb.embed_raw(maps_g[j, v][None] * w)[0]
+                out[i, j] = F.cosine_similarity(rp, rg, dim=0)
+    return out
+
+
+def test_scores_match_slow_reference(mfn):
+    mp, vp = _views(mfn, 3, seed=2)
+    mg, vg = _views(mfn, 4, seed=3)
+    cp, wp = _prepare(mfn, mp, vp)
+    cg, wg = _prepare(mfn, mg, vg)
+    assert cp.shape == (3, 2 * 49, mfn.embedding_dim) and wp.shape == (3, 2 * 49)
+    scorer = VisibilityMatchedScorer(bias=output_layer_bias(mfn), views=2)
+    got = scorer.score(cp, cg, wp, wg)
+    assert got.shape == (3, 4)
+    torch.testing.assert_close(got, _reference(mfn, mp, vp, mg, vg), rtol=1e-4, atol=1e-5)
+    # aligned pairs = the diagonal; probe chunking changes nothing
+    torch.testing.assert_close(scorer.pair_scores(cp, cg[:3], wp, wg[:3]), torch.diagonal(got[:, :3]), rtol=1e-5, atol=1e-6)
+    tiny = VisibilityMatchedScorer(bias=output_layer_bias(mfn), views=2, chunk_bytes=1)
+    torch.testing.assert_close(tiny.score(cp, cg, wp, wg), got, rtol=1e-6, atol=1e-6)
+
+
+def test_all_visible_equals_plain_embedding_cosine(mfn):
+    mp, _ = _views(mfn, 2, seed=4)
+    mg, _ = _views(mfn, 3, seed=5)
+    ones_p, ones_g = torch.ones(2, 2, 7, 7), torch.ones(3, 2, 7, 7)
+    cp, wp = _prepare(mfn, mp, ones_p)
+    cg, wg = _prepare(mfn, mg, ones_g)
+    got = VisibilityMatchedScorer(bias=output_layer_bias(mfn), views=2).score(cp, cg, wp, wg)
+    with torch.no_grad():
+        ep = F.normalize(mfn.embed_raw(mp[:, 0]) + mfn.embed_raw(mp[:, 1]), dim=1)
+        eg = F.normalize(mfn.embed_raw(mg[:, 0]) + mfn.embed_raw(mg[:, 1]), dim=1)
+    torch.testing.assert_close(got, ep @ eg.T, rtol=1e-4, atol=1e-5)
+
+
+def test_occluded_region_is_ignored_on_both_sides(mfn):
+    """Where the probe is invisible, changing the gallery face there changes nothing."""
+    mp, vp = _views(mfn, 1, seed=6)
+    mg, vg = _views(mfn, 1, seed=7)
+    vp[:, :, 4:] = 0.0
+    scorer = VisibilityMatchedScorer(bias=output_layer_bias(mfn), views=2)
+    a = scorer.score(*_swap(_prepare(mfn, mp, vp), _prepare(mfn, mg, vg)))
+    mg2 = mg.clone()
+    mg2[..., 4:, :] = torch.randn_like(mg2[..., 4:, :]) * 5
+    b = scorer.score(*_swap(_prepare(mfn, mp, vp), _prepare(mfn, mg2, vg)))
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _swap(p, g):
+    return p[0], g[0], p[1], g[1]
+
+
+def test_is_affine_true_for_backbones_and_false_for_a_nonlinear_head(mfn):
+    assert is_affine(mfn)
+    assert is_affine(build_backbone("ir18").eval())
+
+    class Squared(torch.nn.Module):
+        feature_channels, feature_size = 4, (2, 2)
+
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(16, 3)
+
+        def embed_raw(self, fm):
+            return self.lin(fm.flatten(1)) ** 2
+
+    assert not is_affine(Squared())
+
+
+def test_input_checks(mfn):
+    scorer = VisibilityMatchedScorer(bias=output_layer_bias(mfn), views=1)
+    c = torch.zeros(2, 49, mfn.embedding_dim)
+    with pytest.raises(OcctoolError, match=r"expected contributions \[N, VL, D\]"):
+        scorer.score(c, c, torch.ones(2, 48), torch.ones(2, 49))
+    with pytest.raises(OcctoolError, match="need the visibility"):
+        scorer.score(c, c)
+    with pytest.raises(OcctoolError, match="disagree"):
+        scorer.score(c, torch.zeros(2, 49, 256), torch.ones(2, 49), torch.ones(2, 49))
+    with pytest.raises(OcctoolError, match="views must be"):
+        VisibilityMatchedScorer(bias=torch.zeros(3), views=0)
