@@ -53,45 +53,45 @@ def _plt():
     return plt
 
 
-def plot_roc(path: str | Path, curves: dict, title: str) -> Path:
+def _save(plt, fig, path: str | Path, dpi: int = 110) -> Path:
+    fig.tight_layout()
+    try:
+        return atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
+    finally:
+        plt.close(fig)
+
+
+def _curve_plot(path: str | Path, curves: dict, title: str, *, xlabel: str, ylabel: str, draw) -> Path:
+    """One line per method (`draw(ax, method, curve)`), on shared axes in [0, 1]."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for m, c in curves.items():
-        far = np.asarray(c["roc_far"])
-        tar = np.asarray(c["roc_tar"])
-        pos = far > 0
-        ax.plot(far[pos], tar[pos], label=m)
-    ax.set_xscale("log")
-    ax.set_xlabel("false accept rate")
-    ax.set_ylabel("true accept rate")
+        draw(ax, m, c)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.01)
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title(title)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    try:
-        return atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=110))
-    finally:
-        plt.close(fig)
+    return _save(plt, fig, path)
+
+
+def plot_roc(path: str | Path, curves: dict, title: str) -> Path:
+    def draw(ax, m, c):
+        far, tar = np.asarray(c["roc_far"]), np.asarray(c["roc_tar"])
+        pos = far > 0  # a log axis
+        ax.plot(far[pos], tar[pos], label=m)
+        ax.set_xscale("log")
+
+    return _curve_plot(path, curves, title, xlabel="false accept rate", ylabel="true accept rate", draw=draw)
 
 
 def plot_cmc(path: str | Path, curves: dict, title: str) -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for m, c in curves.items():
+    def draw(ax, m, c):
         cmc = np.asarray(c["cmc"])
         ax.plot(np.arange(1, cmc.size + 1), cmc, marker=".", label=m)
-    ax.set_xlabel("rank")
-    ax.set_ylabel("identification rate")
-    ax.set_ylim(0, 1.01)
-    ax.grid(True, alpha=0.3)
-    ax.set_title(title)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    try:
-        return atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=110))
-    finally:
-        plt.close(fig)
+
+    return _curve_plot(path, curves, title, xlabel="rank", ylabel="identification rate", draw=draw)
 
 
 def plot_histograms(path: str | Path, curves: dict, title: str) -> Path:
@@ -110,11 +110,7 @@ def plot_histograms(path: str | Path, curves: dict, title: str) -> Path:
         ax.set_xlabel("score")
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    try:
-        return atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=100))
-    finally:
-        plt.close(fig)
+    return _save(plt, fig, path, dpi=100)
 
 
 def write_report(out: str | Path, result: dict) -> list[Path]:
