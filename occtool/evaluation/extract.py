@@ -136,10 +136,10 @@ def _cache_path(cache_dir: Path, model_key: str, h: str) -> Path:
 
 def _cache_load(path: Path, needed: Sequence[str]) -> dict[str, np.ndarray] | None:
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(path, allow_pickle=False) as z:  # lazy: only the arrays asked for are read
             if not all(k in z.files for k in needed):
                 return None
-            return {k: z[k] for k in z.files}
+            return {k: z[k] for k in [*needed, "resized"] if k in z.files}
     except (OSError, ValueError, EOFError, KeyError):
         return None  # missing or damaged entry: recompute
 

@@ -177,7 +177,7 @@ def _matched_scorer(em: EvalModel, flip: bool, device):
     from occtool.matching.visibility_matched import VisibilityMatchedScorer, output_layer_bias
 
     bias = output_layer_bias(em.model.backbone.eval(), device=next(em.model.parameters()).device)
-    return VisibilityMatchedScorer(bias=bias.cpu(), views=2 if flip else 1).to(device)
+    return VisibilityMatchedScorer(bias=bias.cpu(), views=2 if flip else 1).to(device)  # views as extracted
 
 
 def _check_bad(feats: list[Features], max_bad: int) -> dict:
@@ -308,7 +308,8 @@ def _evaluate_gallery(gallery_records, probe_records, *, em, methods, flip, thre
             else:
                 qs = matched_scorer() if m == "cosine_occ_matched" else qa_scorer(m == "qaconv_occ")
                 if shortlist_k > 0:
-                    r = identify_shortlist(cos_scorer, qs, true_ids, n_ids, shortlist_k=shortlist_k, progress=cb)
+                    r = identify_shortlist(cos_scorer, qs, true_ids, n_ids, shortlist_k=shortlist_k, progress=cb,
+                                           reranker=m)
                 else:
                     r = identify(qs, true_ids, n_ids, progress=cb, keep_matrix=keep, max_impostors=max_impostors,
                                  chunk=64)

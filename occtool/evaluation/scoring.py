@@ -290,8 +290,10 @@ def identify_shortlist(
     chunk: int = 256,
     seed: int = 0,
     progress: ProgressFn = None,
+    reranker: str = "QAConv",
 ) -> IdentResult:
-    """Cosine top-k per probe re-ranked by QAConv (see module doc); memory O(chunk * I + k)."""
+    """Cosine top-k per probe re-ranked by QAConv (or any per-image scorer of the same interface,
+    named `reranker` in the notes; see module doc); memory O(chunk * I + k)."""
     true_ids = np.asarray(true_ids, dtype=np.int64)
     P = true_ids.size
     k = min(shortlist_k, n_ids)
@@ -348,7 +350,7 @@ def identify_shortlist(
         rank_all=ranks_all,
         shortlist_k=k,
         notes=[
-            f"QAConv re-ranks the cosine top-{k} per probe; a true identity outside it counts as rank {k + 1}",
+            f"{reranker} re-ranks the cosine top-{k} per probe; a true identity outside it counts as rank {k + 1}",
             f"verification from the genuine pair and {impostors_per_probe} uniformly sampled impostor identities per probe",
         ],
     )

@@ -16,6 +16,13 @@ so per image the contributions c [L, D] (L = H*W locations) are computed once, a
 two [L] x [L, D] products. With flip TTA each view (image, mirror) has its own contributions and
 visibility; views are stacked along the location axis (VL = V*L) and the bias counted V times.
 
+Visible mass. A map scaled towards zero drifts towards raw(0) = b, the same point for every
+face, so two faces sharing little visibility would look alike (at w = 0 every pair scores 1).
+As in partial convolutions, w is therefore rescaled per pair and view to the visible mass of the
+less visible face, sum_l w' = min(sum_l v_p, sum_l v_g): a no-op when one face is fully visible
+(a clean gallery), and the embeddings keep the mass the occlusion-aware embedding was trained
+with. A pair with no shared visibility at all (or a face with none) scores 0: no evidence.
+
 Shapes: N images, V views, L = H*W locations, D embedding size; P probes, G gallery images.
 """
 
@@ -28,6 +35,7 @@ from occtool.errors import OcctoolError
 
 # bytes of the [p, g, D] intermediates per scoring chunk (two of them live at once)
 DEFAULT_CHUNK_BYTES = 256 * 2**20
+MIN_OVERLAP = 1e-3  # shared visible mass (in locations) below which a pair has no evidence
 
 
 @torch.inference_mode()
@@ -70,22 +78,38 @@ def is_affine(backbone, *, device=None, samples: int = 3, rtol: float = 1e-3) ->
     return bool((lhs - rhs).abs().max() <= rtol * max(1.0, float(lhs.abs().max())))
 
 
-def _check(name: str, contrib: torch.Tensor, vis: torch.Tensor) -> None:
+def _check(name: str, contrib: torch.Tensor, vis: torch.Tensor, views: int) -> None:
     if contrib.dim() != 3 or vis.dim() != 2 or vis.shape != contrib.shape[:2]:
         raise OcctoolError(f"{name}: expected contributions [N, VL, D] and visibility [N, VL], "
                            f"got {tuple(contrib.shape)} and {tuple(vis.shape)}")
+    if vis.shape[1] % views:
+        raise OcctoolError(f"{name}: {vis.shape[1]} locations do not split into {views} views")
+
+
+def matched_weights(vis_p: torch.Tensor, vis_g: torch.Tensor, views: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """vis_p [..., VL], vis_g [..., VL] (broadcastable) -> (w' [..., VL], has_overlap [...] bool):
+    the joint visibility rescaled per view to the smaller face's visible mass (module doc)."""
+    vp = vis_p.float().unflatten(-1, (views, -1))
+    vg = vis_g.float().unflatten(-1, (views, -1))
+    w = vp * vg  # [..., V, L]
+    shared = w.sum(-1, keepdim=True)
+    target = torch.minimum(vp.sum(-1, keepdim=True), vg.sum(-1, keepdim=True))
+    w = w * (target / shared.clamp_min(MIN_OVERLAP))
+    return w.flatten(-2), (shared.squeeze(-1) >= MIN_OVERLAP).all(-1)
 
 
 class VisibilityMatchedScorer:
     """Cosine of visibility-matched embeddings, for every (probe, gallery) pair.
 
     `score(probe_contrib [P, VL, D], gallery_contrib [G, VL, D], probe_vis [P, VL],
-    gallery_vis [G, VL]) -> [P, G]` with w = probe_vis * gallery_vis (per view and location):
+    gallery_vis [G, VL]) -> [P, G]` with w = probe_vis * gallery_vis per view and location,
+    rescaled to the smaller visible mass (`matched_weights`):
 
         raw_p = V b + sum_l w[l] cp[l],   raw_g = V b + sum_l w[l] cg[l],   score = cos(raw_p, raw_g)
 
-    All-ones visibility gives the plain (flip-summed) embedding's cosine. Probes are scored in
-    chunks so that the [p, G, D] intermediates stay under `chunk_bytes`.
+    and 0 where a pair shares no visibility. All-ones visibility gives the plain (flip-summed)
+    embedding's cosine. Probes are scored in chunks so that the [p, G, D] intermediates stay
+    under `chunk_bytes`.
     """
 
     def __init__(self, *, bias: torch.Tensor, views: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES):
@@ -106,8 +130,8 @@ class VisibilityMatchedScorer:
     def score(self, probe_contrib, gallery_contrib, probe_vis=None, gallery_vis=None) -> torch.Tensor:
         if probe_vis is None or gallery_vis is None:
             raise OcctoolError("visibility-matched scores need the visibility of both sides")
-        _check("probe", probe_contrib, probe_vis)
-        _check("gallery", gallery_contrib, gallery_vis)
+        _check("probe", probe_contrib, probe_vis, self.views)
+        _check("gallery", gallery_contrib, gallery_vis, self.views)
         num_p, num_g, dim = probe_contrib.shape[0], gallery_contrib.shape[0], probe_contrib.shape[2]
         if gallery_contrib.shape[1:] != probe_contrib.shape[1:] or dim != self.bias.numel():
             raise OcctoolError(f"probe {tuple(probe_contrib.shape[1:])} and gallery {tuple(gallery_contrib.shape[1:])} "
@@ -118,24 +142,24 @@ class VisibilityMatchedScorer:
         out = []
         for s in range(0, num_p, step):
             cp = probe_contrib[s : s + step].float()
-            w = probe_vis[s : s + step].float()[:, None, :] * gallery_vis.float()[None]  # [p, G, VL]
+            w, ok = matched_weights(probe_vis[s : s + step, None, :], gallery_vis[None], self.views)  # [p, G, VL]
             raw_p = torch.bmm(w, cp) + bias  # [p, G, D]: batched over probes
             raw_g = torch.bmm(w.transpose(0, 1), cg).transpose(0, 1) + bias  # [p, G, D]: batched over gallery
-            out.append(F.cosine_similarity(raw_p, raw_g, dim=-1, eps=1e-12))
+            out.append(F.cosine_similarity(raw_p, raw_g, dim=-1, eps=1e-12) * ok)
         return torch.cat(out) if out else torch.zeros((0, num_g), device=probe_contrib.device)
 
     @torch.inference_mode()
     def pair_scores(self, contrib_a, contrib_b, vis_a, vis_b) -> torch.Tensor:
         """Aligned pairs: row i of a against row i of b -> [N]."""
-        _check("a", contrib_a, vis_a)
-        _check("b", contrib_b, vis_b)
+        _check("a", contrib_a, vis_a, self.views)
+        _check("b", contrib_b, vis_b, self.views)
         if contrib_a.shape != contrib_b.shape:
             raise OcctoolError(f"pair contributions differ in shape: {tuple(contrib_a.shape)} vs {tuple(contrib_b.shape)}")
         bias = self.views * self.bias.to(contrib_a.device)
-        w = vis_a.float() * vis_b.float()  # [N, VL]
+        w, ok = matched_weights(vis_a, vis_b, self.views)  # [N, VL], [N]
         raw_a = torch.einsum("nl,nld->nd", w, contrib_a.float()) + bias
         raw_b = torch.einsum("nl,nld->nd", w, contrib_b.float()) + bias
-        return F.cosine_similarity(raw_a, raw_b, dim=-1, eps=1e-12)
+        return F.cosine_similarity(raw_a, raw_b, dim=-1, eps=1e-12) * ok
 
 
-__all__ = ["VisibilityMatchedScorer", "is_affine", "output_layer_bias", "output_layer_contributions"]
+__all__ = ["VisibilityMatchedScorer", "is_affine", "matched_weights", "output_layer_bias", "output_layer_contributions"]

@@ -45,6 +45,7 @@ from occtool.matching.visibility_matched import (
 from occtool.progress import ProgressFn, report
 
 FAR_LIST = (1e-3, 1e-2)
+_MATCHED_EXTRA_BYTES = 256 * 2**20  # cosine_occ_matched on a non-heavy probe set only below this
 _OCCLUDERS = ("medical_mask", "rectangles", "sunglasses", "hand", "scarf", "eyeglasses", "steam", "liquid", "visor")
 OCCLUDER_INDEX = {name: i for i, name in enumerate(_OCCLUDERS)}
 
@@ -279,8 +280,9 @@ def evaluate(
 
     Probe sets: clean, masked and the extra occluder families (occ_<name>). The feature maps
     come from `evalset.feats` (a frozen body); with a body that trains, pass `backbone_for_maps`
-    (the current backbone) to recompute them. `heavy_sets`: the probe sets scored by the slow
-    pairwise methods, QAConv and cosine_occ_matched (default: clean and masked).
+    (the current backbone) to recompute them. `heavy_sets`: the probe sets scored by QAConv
+    (default: clean and masked); cosine_occ_matched scores them and every other set whose
+    contributions take at most 256 MB (all of them with MobileFaceNet on LFW).
     `matched`: compute cosine_occ_matched at all.
     """
     model.eval()
@@ -300,10 +302,12 @@ def evaluate(
         occ_emb[key], _ = _embed(bb, head, evalset.feats[key], device=device, occlusion_aware=True)
     contrib, vis2 = {}, {}
     if matched and is_affine(bb, device=device):
-        for key in keys:
-            if key == "gallery" or key in heavy_sets:
-                contrib[key] = torch.cat([output_layer_contributions(bb, fm.to(device)).cpu() for fm in evalset.feats[key]], 1)
-                vis2[key] = torch.cat([_visibility(head, fm, device) for fm in evalset.feats[key]], 1)
+        for key in keys:  # the heavy sets, and every other set whose [N, 2L, D] contributions are small
+            n, _, h, w = evalset.feats[key][0].shape
+            if key != "gallery" and key not in heavy_sets and n * 2 * h * w * bb.embedding_dim * 4 > _MATCHED_EXTRA_BYTES:
+                continue
+            contrib[key] = torch.cat([output_layer_contributions(bb, fm.to(device)).cpu() for fm in evalset.feats[key]], 1)
+            vis2[key] = torch.cat([_visibility(head, fm, device) for fm in evalset.feats[key]], 1)
         scorer = VisibilityMatchedScorer(bias=output_layer_bias(bb, device=device).cpu(), views=2)
     mm = {}
     if matcher is not None:

@@ -49,6 +49,15 @@ def random_checkpoint(tmp_path_factory):
 
     torch.manual_seed(0)
     model = FaceModel(backbone=build_backbone("mobilefacenet"), neck_channels=64)
+    # calibrate the BatchNorm statistics on random images (one cumulative pass): activations stay
+    # O(1) through the random network, and the output layer's bias b = raw(0) is not 0
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.reset_running_stats()
+            m.momentum = None
+    with torch.no_grad():
+        model.train()(torch.rand(16, 3, 112, 112) * 2 - 1)
+    model.eval()
     matcher = QAConvMatcher(num_features=64, height=7, width=7)
     path = tmp_path_factory.mktemp("ck") / "model.pt"
     save_model_checkpoint(path, model=model, matcher=matcher, config={"note": "random"})
@@ -189,14 +198,29 @@ def test_large_side_uses_memmapped_maps_and_auto_shortlist(split, random_checkpo
 
     gal, prb = split
     em = load_eval_model(checkpoint=random_checkpoint)
-    kw = dict(em=em, methods=["qaconv"], device="cpu")
+    kw = dict(em=em, methods=["qaconv", "cosine_occ_matched"], device="cpu")
     ref = evaluate_gallery(list_identity_tree(gal), list_identity_tree(prb), shortlist_k=0, **kw)
     monkeypatch.setattr(run_mod, "AUTO_SHORTLIST_GALLERY", 2)  # 3 gallery / 6 probe images count as "large"
     monkeypatch.setattr(run_mod, "AUTO_SHORTLIST_K", 3)
+    memmapped = []
+    real_extract = run_mod.extract_features
+
+    def spy(*a, **k):
+        f = real_extract(*a, **k)
+        memmapped.append(isinstance(f.match_maps, np.memmap) and isinstance(f.contributions, np.memmap))
+        return f
+
+    monkeypatch.setattr(run_mod, "extract_features", spy)
     big = evaluate_gallery(list_identity_tree(gal), list_identity_tree(prb), **kw)
+    assert memmapped == [True, True]  # gallery and probes: maps and contributions on disk
     assert big["metrics"]["shortlist_k"] == 3
-    assert big["metrics"]["methods"]["qaconv"]["rank1"] == ref["metrics"]["methods"]["qaconv"]["rank1"]
-    assert [r["top1_identity"] for r in big["rows"]] == [r["top1_identity"] for r in ref["rows"]]
+    for method in kw["methods"]:
+        assert big["metrics"]["methods"][method]["rank1"] == ref["metrics"]["methods"][method]["rank1"]
+        rows_big = [r["top1_identity"] for r in big["rows"] if r["method"] == method]
+        rb = [(r["top1_identity"], r["top1_score"]) for r in big["rows"] if r["method"] == method]
+        rr = [(r["top1_identity"], r["top1_score"]) for r in ref["rows"] if r["method"] == method]
+        assert rb == rr, (method, rb, rr)
+    assert any("cosine_occ_matched re-ranks" in n for n in big["metrics"]["notes"])
 
 
 def test_backbone_only_methods(random_weights):
@@ -264,6 +288,21 @@ def test_contributions_reproduce_the_embedding_when_all_visible(split, random_ch
     f = extract_features(list_identity_tree(gal), model=em.model, device="cpu", with_contributions=True)
     n, vl, d = f.contributions.shape
     assert (n, vl) == (3, 2 * 49) and f.visibility_views.shape == (3, 2 * 49)
-    raw = f.contributions.float().sum(1) + 2 * output_layer_bias(em.model.backbone.eval())
+    b = output_layer_bias(em.model.backbone.eval())
+    assert b.norm() > 0.1 * f.contributions.float().sum(1).norm(dim=1).mean()  # the bias count matters
+    raw = f.contributions.float().sum(1) + 2 * b
     torch.testing.assert_close(torch.nn.functional.normalize(raw, dim=1), f.embeddings, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(f.visibility_views[:, :49], f.occlusion.flatten(1))
+    # without flip TTA: one view
+    f1 = extract_features(list_identity_tree(gal), model=em.model, device="cpu", with_contributions=True, flip=False)
+    assert f1.contributions.shape[1] == 49
+    raw1 = f1.contributions.float().sum(1) + b
+    torch.testing.assert_close(torch.nn.functional.normalize(raw1, dim=1), f1.embeddings, rtol=1e-4, atol=1e-4)
+
+
+def test_matched_method_without_flip(split, random_checkpoint):
+    gal, prb = split
+    em = load_eval_model(checkpoint=random_checkpoint)
+    res = evaluate_gallery(list_identity_tree(gal), list_identity_tree(prb), em=em, methods=["cosine_occ_matched"],
+                           flip=False, device="cpu")
+    assert res["metrics"]["methods"]["cosine_occ_matched"]["probes_identified"] == 6

@@ -9,6 +9,7 @@ from occtool.errors import OcctoolError
 from occtool.matching.visibility_matched import (
     VisibilityMatchedScorer,
     is_affine,
+    matched_weights,
     output_layer_bias,
     output_layer_contributions,
 )
@@ -45,15 +46,17 @@ def _prepare(bb, maps, vis):
 
 
 def _reference(bb, maps_p, vis_p, maps_g, vis_g):
-    """Slow and obvious: for each pair, run the output layer on fm * (v_p * v_g) per view, sum the
-    views' raw embeddings, cosine."""
+    """Slow and obvious: for each pair, run the output layer on fm * w per view with
+    w = v_p * v_g rescaled to the smaller face's visible mass, sum the views' raw embeddings,
+    cosine."""
     out = torch.zeros(len(maps_p), len(maps_g))
     with torch.no_grad():
         for i in range(len(maps_p)):
             for j in range(len(maps_g)):
                 rp = rg = 0
                 for v in range(maps_p.shape[1]):
-                    w = (vis_p[i, v] * vis_g[j, v])[None, None]
+                    w = vis_p[i, v] * vis_g[j, v]
+                    w = (w * min(vis_p[i, v].sum(), vis_g[j, v].sum()) / w.sum())[None, None]
                     rp = rp + bb.embed_raw(maps_p[i, v][None] * w)[0]
                     rg = rg + bb.embed_raw(maps_g[j, v][None] * w)[0]
                 out[i, j] = F.cosine_similarity(rp, rg, dim=0)
@@ -102,6 +105,38 @@ def test_occluded_region_is_ignored_on_both_sides(mfn):
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_weights_rescaled_to_the_smaller_visible_mass_and_no_overlap_scores_zero(mfn):
+    vp = torch.zeros(1, 2 * 49)
+    vp[0, :20] = 1.0  # view 0: upper part visible; view 1: nothing
+    vp[0, 49:69] = 0.5
+    vg = torch.ones(1, 2 * 49)
+    w, ok = matched_weights(vp, vg, views=2)
+    torch.testing.assert_close(w, vp)  # a fully visible gallery face: w' = v_probe, unchanged
+    assert ok.all()
+    vg2 = torch.zeros(1, 98)
+    vg2[0, 10:30] = 1.0
+    vg2[0, 59:79] = 1.0
+    w2, _ = matched_weights(vp, vg2, views=2)
+    torch.testing.assert_close(w2[0, :49].sum(), torch.tensor(20.0))  # min(20, 20) per view
+    torch.testing.assert_close(w2[0, 49:].sum(), torch.tensor(10.0))  # min(10, 20)
+    assert (w2[0, 30:49] == 0).all() and (w2[0, :10] == 0).all()
+    # disjoint visibility: no evidence -> 0, not the cos(b, b) = 1 that w = 0 would give
+    mp, _ = _views(mfn, 1, seed=8)
+    mg, _ = _views(mfn, 1, seed=9)
+    upper, lower = torch.zeros(1, 2, 7, 7), torch.zeros(1, 2, 7, 7)
+    upper[..., :3, :] = 1
+    lower[..., 4:, :] = 1
+    scorer = VisibilityMatchedScorer(bias=output_layer_bias(mfn), views=2)
+    cp, wp = _prepare(mfn, mp, upper)
+    cg, wg = _prepare(mfn, mg, lower)
+    assert scorer.score(cp, cg, wp, wg).item() == 0.0
+    assert scorer.pair_scores(cp, cg, wp, wg).item() == 0.0
+    # a nearly disjoint pair does not collapse to 1 either (the rescaling keeps the mass)
+    lower[..., 2, 0] = 1e-2
+    cg, wg = _prepare(mfn, mg, lower)
+    assert abs(scorer.score(cp, cg, wp, wg).item()) < 0.9
+
+
 def _swap(p, g):
     return p[0], g[0], p[1], g[1]
 
@@ -132,5 +167,7 @@ def test_input_checks(mfn):
         scorer.score(c, c)
     with pytest.raises(OcctoolError, match="disagree"):
         scorer.score(c, torch.zeros(2, 49, 256), torch.ones(2, 49), torch.ones(2, 49))
+    with pytest.raises(OcctoolError, match="do not split into 2 views"):
+        VisibilityMatchedScorer(bias=output_layer_bias(mfn), views=2).score(c, c, torch.ones(2, 49), torch.ones(2, 49))
     with pytest.raises(OcctoolError, match="views must be"):
         VisibilityMatchedScorer(bias=torch.zeros(3), views=0)
