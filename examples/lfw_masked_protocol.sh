@@ -8,8 +8,10 @@
 #    -> probes, clean and masked (occtool make-protocol);
 # 3. train the occlusion head (+ neck, QAConv head, output layer) on the OTHER people, starting
 #    from the pretrained MobileFaceNet with its body frozen (occtool train, configs/lfw_head_only.yaml);
-# 4. evaluate every method side by side, clean and masked probes, and the masked LFW pairs
-#    (occtool eval-gallery). Results: $OUT/eval_*/metrics.json.
+# 4. evaluate the pretrained baseline (cosine) and every method of the trained model side by
+#    side, clean and masked probes, and the masked LFW pairs (occtool eval-gallery).
+#    Results: $OUT/eval_*/metrics.json; the acceptance comparison is eval_masked's
+#    cosine_occ_matched against eval_pretrained_masked's cosine.
 set -euo pipefail
 SHARED=${SHARED:-../shared}
 OUT=${OUT:-runs/demo}
@@ -30,8 +32,10 @@ occtool train --config configs/lfw_head_only.yaml --out "$OUT/train" --force \
 
 for split in clean masked; do
   occtool eval-gallery --gallery-root "$OUT/protocol_$split/gallery" --probe-root "$OUT/protocol_$split/probes" \
+      --backbone mobilefacenet --methods cosine --cache-dir "$CACHE" --out "$OUT/eval_pretrained_$split" --force
+  occtool eval-gallery --gallery-root "$OUT/protocol_$split/gallery" --probe-root "$OUT/protocol_$split/probes" \
       --checkpoint "$OUT/train/model.pt" --cache-dir "$CACHE" --out "$OUT/eval_$split" --force
 done
 occtool eval-gallery --pairs "$LFW/pairs.txt" --root "$LFW" --root-b "$OUT/lfw_masked/images" \
     --checkpoint "$OUT/train/model.pt" --cache-dir "$CACHE" --out "$OUT/eval_pairs_masked" --force
-echo "done: $OUT/eval_clean, $OUT/eval_masked, $OUT/eval_pairs_masked (metrics.json each)"
+echo "done: $OUT/eval_{pretrained_clean,pretrained_masked,clean,masked,pairs_masked} (metrics.json each)"

@@ -156,7 +156,7 @@ def print_table(metrics: dict) -> None:
     if any("acc@threshold" in m for m in metrics["methods"].values()):
         cols.append(("acc@thr %", "acc@threshold"))
     table = Table(title=title)
-    table.add_column("method")
+    table.add_column("method", no_wrap=True, min_width=max(map(len, metrics["methods"]), default=6))
     for name, _ in cols:
         table.add_column(name, justify="right")
     for method, m in metrics["methods"].items():
