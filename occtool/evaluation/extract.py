@@ -172,10 +172,9 @@ class _Rows:
     """Per-image outputs of one kind, filled row by row into one preallocated float32 array
     (in RAM, or a memory-mapped .npy file when `path` is given)."""
 
-    def __init__(self, n: int, path: Path | None = None, dtype=np.float32):
+    def __init__(self, n: int, path: Path | None = None):
         self.n = n
         self.path = path
-        self.dtype = dtype
         self.arr: np.ndarray | None = None
 
     def set(self, i: int, a: np.ndarray) -> None:
@@ -183,9 +182,9 @@ class _Rows:
             shape = (self.n,) + tuple(a.shape)
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.arr = np.lib.format.open_memmap(self.path, mode="w+", dtype=self.dtype, shape=shape)
+                self.arr = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.float32, shape=shape)
             else:
-                self.arr = np.zeros(shape, dtype=self.dtype)
+                self.arr = np.zeros(shape, dtype=np.float32)
         self.arr[i] = a
 
     def get(self, i: int) -> np.ndarray:
@@ -225,7 +224,8 @@ def extract_features(
 ) -> Features:
     """Features of every image in `records` (ImageRecords or paths); see the module doc.
 
-    The model runs as an eval-mode `inference_copy` (the caller's model is left as it is). `cache_dir` is used only together with `model_key`.
+    The model runs as an eval-mode `inference_copy` (the caller's model is left as it is).
+    `cache_dir` is used only together with `model_key`.
     `max_bad`: DataError when more images than this fail to load (None: never).
     `maps_file`: write the match maps to this memory-mapped .npy file instead of RAM (large
     galleries); `Features.match_maps` is then that `np.memmap` (the scorers accept both), and

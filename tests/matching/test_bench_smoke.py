@@ -28,3 +28,15 @@ def test_bench_qaconv_main_tiny(tmp_path, capsys):
     assert res["precision"]["identities"] == 6
     assert len(res["memory"]) == 2 and all(m["peak_rss_mb"] > 0 for m in res["memory"])
     assert json.loads(out.read_text())["throughput"][1]["P"] == 2
+
+
+def test_bench_matched_main_tiny(capsys):
+    path = BENCH.parent / "bench_matched.py"
+    spec = importlib.util.spec_from_file_location("bench_matched", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.main(["--probes", "3", "--gallery", "5", "--naive-probes", "2", "--rounds", "1"])
+    text = capsys.readouterr().out
+    for key in ("pairs/s", "faster than the naive", "qaconv_occ", "contributions"):
+        assert key in text
+    assert res["max_abs_diff_vs_naive"] < 1e-4 and set(res["pairs_per_s"]) == {"cosine_occ", "matched", "qaconv_occ", "naive"}
