@@ -96,7 +96,7 @@ def _normalise(raw: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def _forward(model, x: torch.Tensor, *, flip: bool, with_maps: bool,
-             with_contributions: bool = False) -> dict[str, torch.Tensor]:
+             jacobian: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One preprocessed batch -> dict of CPU float32 tensors (see module doc)."""
     face = _is_face_model(model)
     out = model(x)
@@ -121,11 +121,11 @@ def _forward(model, x: torch.Tensor, *, flip: bool, with_maps: bool,
     if with_maps:
         maps = out.match_map if face else out.feature_map
         res["match_map"] = maps.float().cpu()
-    if face and with_contributions:
+    if face and jacobian is not None:  # the visibility-matched embedding's inputs
         from occtool.matching.visibility_matched import output_layer_contributions
 
-        res["contrib"] = torch.cat([output_layer_contributions(model.backbone, v.feature_map) for v in views],
-                                   dim=1).float().cpu()
+        res["contrib"] = torch.cat([output_layer_contributions(model.backbone, v.feature_map, jacobian=jacobian)
+                                    for v in views], dim=1).float().cpu()
         res["vis_views"] = torch.cat([v.occlusion.reshape(len(x), -1) for v in views], dim=1).float().cpu()
     return res
 
@@ -243,6 +243,11 @@ def extract_features(
     with_contributions = with_contributions and face
     needed = ["embedding"] + (["occ_embedding", "occlusion"] if face else []) + (["match_map"] if with_maps else [])
     needed += ["contrib", "vis_views"] if with_contributions else []
+    jacobian = None
+    if with_contributions:
+        from occtool.matching.visibility_matched import output_layer_jacobian
+
+        jacobian = output_layer_jacobian(model.backbone, device=device)  # once: per batch it is one einsum
     use_cache = cache_dir is not None and model_key is not None
     cache_root = Path(cache_dir) if use_cache else None
 
@@ -302,7 +307,7 @@ def extract_features(
 
                 batch = np.stack([g[1] for g in good])
                 x = preprocess(batch, spec, device=device)
-                res = _forward(model, x, flip=flip, with_maps=with_maps, with_contributions=with_contributions)
+                res = _forward(model, x, flip=flip, with_maps=with_maps, jacobian=jacobian)
                 for j, (i, _, rs) in enumerate(good):
                     arrays = {k: res[k][j].numpy() for k in needed}
                     for k in needed:

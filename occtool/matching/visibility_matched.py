@@ -12,8 +12,9 @@ IR: BN + linear + BN):
 
     raw(fm * w) = b + sum_l w[l] c[l]     c[l] = raw(fm * onehot_l) - b,  b = raw(0)
 
-so per image the contributions c [L, D] (L = H*W locations) are computed once, and a pair costs
-two [L] x [L, D] products. With flip TTA each view (image, mirror) has its own contributions and
+so per image the contributions c [L, D] (L = H*W locations) are computed once (from the
+layer's Jacobian J [C, L, D], itself computed once per model), and a pair costs two
+[L] x [L, D] products. With flip TTA each view (image, mirror) has its own contributions and
 visibility; views are stacked along the location axis (VL = V*L) and the bias counted V times.
 
 Visible mass. A map scaled towards zero drifts towards raw(0) = b, the same point for every
@@ -35,6 +36,7 @@ from occtool.errors import OcctoolError
 
 # bytes of the [p, g, D] intermediates per scoring chunk (two of them live at once)
 DEFAULT_CHUNK_BYTES = 256 * 2**20
+_UNIT = 1024.0  # one-hot value for the Jacobian (see output_layer_jacobian)
 MIN_OVERLAP = 1e-3  # shared visible mass (in locations) below which a pair has no evidence
 
 
@@ -48,33 +50,50 @@ def output_layer_bias(backbone, *, device=None) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def output_layer_contributions(backbone, maps: torch.Tensor, *, batch_size: int = 16) -> torch.Tensor:
-    """maps [N, C, H, W] -> per-location contributions c [N, L, D] (float32, maps' device), with
-    raw(fm * w) = b + sum_l w[l] c[:, l] for an affine output layer (see `is_affine`)."""
-    n, c, h, w = maps.shape
-    L = h * w
-    b = output_layer_bias(backbone, device=maps.device)
-    eye = torch.eye(L, device=maps.device).view(L, 1, h, w)
-    out = []
+def output_layer_jacobian(backbone, *, device=None, batch_size: int = 512) -> torch.Tensor:
+    """J [C, L, D] with raw(fm) = b + sum_{c,l} fm[c, l] J[c, l] for an affine output layer: the
+    layer's response to every one-hot feature map (C*L of them, once per model)."""
+    c = backbone.feature_channels
+    h, w = backbone.feature_size
+    n = c * h * w
+    dev = device if device is not None else next(backbone.parameters()).device
+    b = output_layer_bias(backbone, device=dev)
+    rows = []
     for s in range(0, n, batch_size):
-        fm = maps[s : s + batch_size].float()
-        x = (fm[:, None] * eye[None]).flatten(0, 1)  # [n' * L, C, H, W]: one location kept each
-        out.append((backbone.embed_raw(x).float() - b).view(len(fm), L, -1))
-    return torch.cat(out) if out else torch.zeros((0, L, b.numel()), device=maps.device)
+        k = min(batch_size, n - s)
+        x = torch.zeros((k, n), device=dev)
+        # a large one-hot value (a power of two: exact to divide) so that subtracting b, often far
+        # larger than one unit's response, does not cancel the response away in float32
+        x[torch.arange(k, device=dev), torch.arange(s, s + k, device=dev)] = _UNIT
+        rows.append((backbone.embed_raw(x.view(k, c, h, w)).float() - b) / _UNIT)
+    return torch.cat(rows).view(c, h * w, -1)
+
+
+@torch.inference_mode()
+def output_layer_contributions(backbone, maps: torch.Tensor, *, jacobian: torch.Tensor | None = None) -> torch.Tensor:
+    """maps [N, C, H, W] -> per-location contributions c [N, L, D] (float32, maps' device), with
+    raw(fm * w) = b + sum_l w[l] c[:, l] for an affine output layer (see `is_affine`).
+    `jacobian`: `output_layer_jacobian(backbone)`, computed once by callers that call this often."""
+    J = output_layer_jacobian(backbone, device=maps.device) if jacobian is None else jacobian.to(maps.device)
+    if maps.shape[1] != J.shape[0] or maps.shape[2] * maps.shape[3] != J.shape[1]:
+        raise OcctoolError(f"maps: expected [N, {J.shape[0]}, H, W] with H*W = {J.shape[1]}, got {tuple(maps.shape)}")
+    return torch.einsum("ncl,cld->nld", maps.flatten(2).float(), J)
 
 
 @torch.inference_mode()
 def is_affine(backbone, *, device=None, samples: int = 3, rtol: float = 1e-3) -> bool:
-    """Whether raw(fm * w) == b + sum_l w[l] c[l] holds (random maps and weights, fixed seed)."""
+    """Whether raw - b is linear in the feature map: raw(a x + c y) - b == a (raw(x) - b) +
+    c (raw(y) - b) on random maps and scalars (fixed seed). Linearity is what makes
+    raw(fm * w) = b + sum_l w[l] c[l] hold for every visibility w."""
     g = torch.Generator().manual_seed(0)
     c = backbone.feature_channels
     h, w = backbone.feature_size
     dev = device if device is not None else next(backbone.parameters()).device
-    fm = torch.randn((samples, c, h, w), generator=g).to(dev)
-    wt = torch.rand((samples, 1, h, w), generator=g).to(dev)
-    lhs = backbone.embed_raw(fm * wt).float()
-    rhs = output_layer_bias(backbone, device=dev) + torch.einsum(
-        "nl,nld->nd", wt.flatten(1), output_layer_contributions(backbone, fm))
+    x, y = (torch.randn((samples, c, h, w), generator=g).to(dev) for _ in range(2))
+    a, k = (torch.rand((samples, 1, 1, 1), generator=g).to(dev) * 2 - 0.5 for _ in range(2))
+    b = output_layer_bias(backbone, device=dev)
+    lhs = backbone.embed_raw(a * x + k * y).float() - b
+    rhs = a.flatten(1) * (backbone.embed_raw(x).float() - b) + k.flatten(1) * (backbone.embed_raw(y).float() - b)
     return bool((lhs - rhs).abs().max() <= rtol * max(1.0, float(lhs.abs().max())))
 
 
@@ -162,4 +181,11 @@ class VisibilityMatchedScorer:
         return F.cosine_similarity(raw_a, raw_b, dim=-1, eps=1e-12) * ok
 
 
-__all__ = ["VisibilityMatchedScorer", "is_affine", "matched_weights", "output_layer_bias", "output_layer_contributions"]
+__all__ = [
+    "VisibilityMatchedScorer",
+    "is_affine",
+    "matched_weights",
+    "output_layer_bias",
+    "output_layer_contributions",
+    "output_layer_jacobian",
+]

@@ -41,6 +41,7 @@ from occtool.matching.visibility_matched import (
     is_affine,
     output_layer_bias,
     output_layer_contributions,
+    output_layer_jacobian,
 )
 from occtool.progress import ProgressFn, report
 
@@ -302,11 +303,13 @@ def evaluate(
         occ_emb[key], _ = _embed(bb, head, evalset.feats[key], device=device, occlusion_aware=True)
     contrib, vis2 = {}, {}
     if matched and is_affine(bb, device=device):
+        jac = output_layer_jacobian(bb, device=device)
         for key in keys:  # the heavy sets, and every other set whose [N, 2L, D] contributions are small
             n, _, h, w = evalset.feats[key][0].shape
             if key != "gallery" and key not in heavy_sets and n * 2 * h * w * bb.embedding_dim * 4 > _MATCHED_EXTRA_BYTES:
                 continue
-            contrib[key] = torch.cat([output_layer_contributions(bb, fm.to(device)).cpu() for fm in evalset.feats[key]], 1)
+            contrib[key] = torch.cat([torch.cat([output_layer_contributions(bb, fm[s: s + 512].to(device), jacobian=jac).cpu()
+                                                 for s in range(0, len(fm), 512)]) for fm in evalset.feats[key]], 1)
             vis2[key] = torch.cat([_visibility(head, fm, device) for fm in evalset.feats[key]], 1)
         scorer = VisibilityMatchedScorer(bias=output_layer_bias(bb, device=device).cpu(), views=2)
     mm = {}

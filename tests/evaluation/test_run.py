@@ -217,9 +217,10 @@ def test_large_side_uses_memmapped_maps_and_auto_shortlist(split, random_checkpo
     for method in kw["methods"]:
         assert big["metrics"]["methods"][method]["rank1"] == ref["metrics"]["methods"][method]["rank1"]
         rows_big = [r["top1_identity"] for r in big["rows"] if r["method"] == method]
-        rb = [(r["top1_identity"], r["top1_score"]) for r in big["rows"] if r["method"] == method]
-        rr = [(r["top1_identity"], r["top1_score"]) for r in ref["rows"] if r["method"] == method]
-        assert rb == rr, (method, rb, rr)
+        rb = [(r["top1_identity"], float(r["top1_score"])) for r in big["rows"] if r["method"] == method]
+        rr = [(r["top1_identity"], float(r["top1_score"])) for r in ref["rows"] if r["method"] == method]
+        assert [i for i, _ in rb] == [i for i, _ in rr], method
+        np.testing.assert_allclose([v for _, v in rb], [v for _, v in rr], atol=1e-5)  # batched vs one probe
     assert any("cosine_occ_matched re-ranks" in n for n in big["metrics"]["notes"])
 
 

@@ -12,6 +12,7 @@ from occtool.matching.visibility_matched import (
     matched_weights,
     output_layer_bias,
     output_layer_contributions,
+    output_layer_jacobian,
 )
 from occtool.models import build_backbone
 
@@ -40,8 +41,18 @@ def _views(bb, n, seed):
     return maps, vis
 
 
+_JACOBIANS: dict = {}
+
+
+def _jacobian(bb):
+    if id(bb) not in _JACOBIANS:  # once per model, as callers do
+        _JACOBIANS[id(bb)] = output_layer_jacobian(bb)
+    return _JACOBIANS[id(bb)]
+
+
 def _prepare(bb, maps, vis):
-    contrib = torch.cat([output_layer_contributions(bb, maps[:, v]) for v in range(maps.shape[1])], dim=1)
+    jac = _jacobian(bb)
+    contrib = torch.cat([output_layer_contributions(bb, maps[:, v], jacobian=jac) for v in range(maps.shape[1])], dim=1)
     return contrib, vis.flatten(1)
 
 
@@ -139,6 +150,22 @@ def test_weights_rescaled_to_the_smaller_visible_mass_and_no_overlap_scores_zero
 
 def _swap(p, g):
     return p[0], g[0], p[1], g[1]
+
+
+def test_jacobian_contributions_equal_one_location_at_a_time(mfn):
+    """The Jacobian route against the definition c[l] = raw(fm * onehot_l) - b."""
+    maps = torch.randn(2, mfn.feature_channels, *mfn.feature_size, generator=torch.Generator().manual_seed(11))
+    got = output_layer_contributions(mfn, maps)  # computes the Jacobian itself
+    torch.testing.assert_close(output_layer_contributions(mfn, maps, jacobian=_jacobian(mfn)), got)
+    b = output_layer_bias(mfn)
+    with torch.no_grad():
+        for l in (0, 17, 48):
+            onehot = torch.zeros(1, 1, 49)
+            onehot[0, 0, l] = 1
+            want = mfn.embed_raw(maps * onehot.view(1, 1, 7, 7)) - b
+            torch.testing.assert_close(got[:, l], want, rtol=1e-4, atol=1e-5)
+    with pytest.raises(OcctoolError, match="expected"):
+        output_layer_contributions(mfn, maps[:, :8], jacobian=_jacobian(mfn))
 
 
 def test_is_affine_true_for_backbones_and_false_for_a_nonlinear_head(mfn):
