@@ -192,6 +192,22 @@ class IdentResult:
     notes: list[str] = field(default_factory=list)
 
 
+def _ident_result(true_ids, n_ids, ranks_all, gen_all, imps, top_ids, top_sc, **extra) -> IdentResult:
+    """Assemble an IdentResult from per-probe arrays (metrics over probes with a gallery identity)."""
+    known = true_ids >= 0
+    return IdentResult(
+        ranks=ranks_all[known],
+        genuine=gen_all[known],
+        impostor=np.concatenate(imps) if imps else np.zeros(0),
+        impostors_total=int(known.sum()) * (n_ids - 1) + int((~known).sum()) * n_ids,
+        top_ids=top_ids,
+        top_scores=top_sc,
+        genuine_all=gen_all,
+        rank_all=ranks_all,
+        **extra,
+    )
+
+
 def _impostor_budget(n_probes: int, n_ids: int, max_impostors: int) -> tuple[int, bool]:
     if n_probes * n_ids <= max_impostors:
         return n_ids, False
@@ -263,19 +279,7 @@ def identify(
         top_ids[a:b] = ti.numpy()
         top_sc[a:b] = tv.numpy()
         report(progress, b, P)
-    known_all = true_ids >= 0
-    total_imp = int(known_all.sum()) * (n_ids - 1) + int((~known_all).sum()) * n_ids
-    res = IdentResult(
-        ranks=ranks_all[known_all],
-        genuine=gen_all[known_all],
-        impostor=np.concatenate(imps) if imps else np.zeros(0),
-        impostors_sampled=sampled,
-        impostors_total=total_imp,
-        top_ids=top_ids,
-        top_scores=top_sc,
-        genuine_all=gen_all,
-        rank_all=ranks_all,
-    )
+    res = _ident_result(true_ids, n_ids, ranks_all, gen_all, imps, top_ids, top_sc, impostors_sampled=sampled)
     return (res, matrix) if keep_matrix else res
 
 
@@ -336,19 +340,8 @@ def identify_shortlist(
                 else:
                     ranks_all[p] = k + 1
         report(progress, b, P)
-    known_all = true_ids >= 0
-    total_imp = int(known_all.sum()) * (n_ids - 1) + int((~known_all).sum()) * n_ids
-    return IdentResult(
-        ranks=ranks_all[known_all],
-        genuine=gen_all[known_all],
-        impostor=np.concatenate(imps) if imps else np.zeros(0),
-        impostors_sampled=True,
-        impostors_total=total_imp,
-        top_ids=top_ids,
-        top_scores=top_sc,
-        genuine_all=gen_all,
-        rank_all=ranks_all,
-        shortlist_k=k,
+    return _ident_result(
+        true_ids, n_ids, ranks_all, gen_all, imps, top_ids, top_sc, impostors_sampled=True, shortlist_k=k,
         notes=[
             f"{reranker} re-ranks the cosine top-{k} per probe; a true identity outside it counts as rank {k + 1}",
             f"verification from the genuine pair and {impostors_per_probe} uniformly sampled impostor identities per probe",
