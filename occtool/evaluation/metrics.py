@@ -26,6 +26,8 @@ import numpy as np
 
 from occtool.errors import OcctoolError
 
+DEFAULT_FARS = (1e-3, 1e-2)  # the FAR points every report gives TAR at
+
 
 def _as_scores(name: str, values) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -216,7 +218,7 @@ def rank_k(ranks, k: int) -> float:
     return float(np.mean(r <= k))
 
 
-def verification_summary(genuine, impostor, *, fars=(1e-3, 1e-2), threshold: float | None = None) -> dict:
+def verification_summary(genuine, impostor, *, fars=DEFAULT_FARS, threshold: float | None = None) -> dict:
     """The verification block of metrics.json: auc, eer, tar@far=..., best and fixed-threshold acc."""
     gen, imp = _check_both(genuine, impostor)
     out: dict = {"auc": auc(gen, imp)}
@@ -245,3 +247,29 @@ def verification_summary(genuine, impostor, *, fars=(1e-3, 1e-2), threshold: flo
 def far_key(far: float) -> str:
     """'tar@far=1e-3' style key for a FAR value."""
     return f"tar@far={far:.0e}".replace("e-0", "e-")
+
+
+# --------------------------------------------------------------------------- occlusion maps
+def occlusion_iou(pred_vis: np.ndarray, gt_vis: np.ndarray, threshold: float = 0.5) -> tuple[float, int]:
+    """Mean IoU of the occluded cells (visibility < threshold) over images whose union is not empty.
+
+    pred_vis, gt_vis: [N, ...] visibility in [0, 1] (same shape). Returns (mean IoU, images counted);
+    (nan, 0) when no image has an occluded cell on either side.
+    """
+    p = np.asarray(pred_vis).reshape(len(pred_vis), -1) < threshold
+    g = np.asarray(gt_vis).reshape(len(gt_vis), -1) < threshold
+    inter = (p & g).sum(1)
+    union = (p | g).sum(1)
+    ok = union > 0
+    if not ok.any():
+        return float("nan"), 0
+    return float((inter[ok] / union[ok]).mean()), int(ok.sum())
+
+
+def occlusion_mae(pred_vis: np.ndarray, gt_vis: np.ndarray) -> float:
+    """Mean absolute difference between predicted and true visibility over all cells of all images."""
+    p = np.asarray(pred_vis, dtype=np.float64).reshape(len(pred_vis), -1)
+    g = np.asarray(gt_vis, dtype=np.float64).reshape(len(gt_vis), -1)
+    if p.shape != g.shape:
+        raise OcctoolError(f"occlusion_mae: shapes differ: {p.shape} vs {g.shape}")
+    return float(np.abs(p - g).mean()) if p.size else float("nan")

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from occtool.data.images import ImageRecord, file_sha1, read_image_rgb
+from occtool.evaluation.metrics import occlusion_iou
 from occtool.matching.visibility_matched import (
     VisibilityMatchedScorer,
     is_affine,
@@ -45,7 +46,6 @@ from occtool.matching.visibility_matched import (
 )
 from occtool.progress import ProgressFn, report
 
-FAR_LIST = (1e-3, 1e-2)
 _MATCHED_EXTRA_BYTES = 256 * 2**20  # cosine_occ_matched on a non-heavy probe set only below this
 _OCCLUDERS = ("medical_mask", "rectangles", "sunglasses", "hand", "scarf", "eyeglasses", "steam", "liquid", "visor")
 OCCLUDER_INDEX = {name: i for i, name in enumerate(_OCCLUDERS)}
@@ -240,28 +240,16 @@ def _znorm_rows(s: np.ndarray) -> np.ndarray:
 
 
 def identification_metrics(scores: np.ndarray, true_index: np.ndarray) -> dict:
-    from occtool.evaluation.metrics import far_key, rank_k, ranks_from_scores, tar_at_far
+    from occtool.evaluation.metrics import DEFAULT_FARS, far_key, rank_k, ranks_from_scores, tar_at_far
 
     ranks = ranks_from_scores(scores, true_index)
     out = {"rank1": rank_k(ranks, 1), "rank5": rank_k(ranks, 5)}
     genuine_mask = np.zeros(scores.shape, dtype=bool)
     genuine_mask[np.arange(len(true_index)), true_index] = True
     gen, imp = scores[genuine_mask], scores[~genuine_mask]
-    for far in FAR_LIST:
+    for far in DEFAULT_FARS:
         out[far_key(far)] = float(tar_at_far(gen, imp, far)[0])
     return out
-
-
-def occlusion_iou(pred_vis: np.ndarray, gt_vis: np.ndarray, threshold: float = 0.5) -> tuple[float, int]:
-    """Mean IoU of the occluded cells (< threshold) over images whose union is not empty."""
-    p = pred_vis.reshape(len(pred_vis), -1) < threshold
-    g = gt_vis.reshape(len(gt_vis), -1) < threshold
-    inter = (p & g).sum(1)
-    union = (p | g).sum(1)
-    ok = union > 0
-    if not ok.any():
-        return float("nan"), 0
-    return float((inter[ok] / union[ok]).mean()), int(ok.sum())
 
 
 @torch.inference_mode()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from occtool.training.validation import identification_metrics, occlusion_iou
+from occtool.evaluation.metrics import occlusion_iou
+from occtool.training.validation import identification_metrics
 
 
 def test_occlusion_iou():
