@@ -67,3 +67,4 @@ def write_config(out: str | Path, cfg: Any) -> Path:
     from occtool.config import to_yaml
 
     return atomic_write_text(Path(out) / "config.yaml", to_yaml(cfg))
+

@@ -1,52 +1,14 @@
 """`occtool eval-gallery`: gallery/probe identification or LFW-pairs verification, every scoring
-method side by side. A thin adapter over `occtool.evaluation.run` (no torch at import time)."""
+method side by side. A thin adapter over `occtool.evaluation.eval_gallery` (no torch at import time)."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from occtool.cli.common import ConfigOption, DeviceOption, ForceOption, SetOption, build_config, info, out_console, progress_bar
-
-
-@dataclass
-class EvalGalleryConfig:
-    # identification mode
-    gallery_root: Optional[Path] = None
-    probe_root: Optional[Path] = None
-    # pairs mode
-    pairs: Optional[Path] = None
-    root: Optional[Path] = None
-    root_b: Optional[Path] = None
-    # model: a pretrained backbone, or an occtool checkpoint
-    backbone: Optional[str] = None
-    weights: Optional[Path] = None
-    checkpoint: Optional[Path] = None
-    # scoring
-    methods: list[str] = field(default_factory=lambda: ["auto"])
-    flip: bool = True
-    threshold: Optional[float] = None
-    fars: list[float] = field(default_factory=lambda: [1e-3, 1e-2])
-    shortlist_k: Optional[int] = None  # None: auto (cosine top-100 shortlist above 10,000 gallery images)
-    max_impostors: int = 50_000_000  # above this many impostor pairs, a uniform sample is scored
-    # running
-    max_bad: int = 0
-    batch_size: int = 64
-    device: str = "auto"
-    cache_dir: Optional[Path] = None  # None: $OCCTOOL_CACHE or ~/.cache/occtool/features
-    cache: bool = True
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("OCCTOOL_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "occtool" / "features"
 
 
 def eval_gallery(
@@ -81,58 +43,12 @@ def eval_gallery(
         "cache_dir": cache_dir, "cache": False if no_cache else None, "shortlist_k": shortlist_k,
         "device": device if device != "auto" else None,
     }
+    from occtool.evaluation.eval_gallery import EvalGalleryConfig, run_eval_gallery
+
     cfg = build_config(EvalGalleryConfig, config, set_, options)
-    result = run_eval(cfg, out, force=force, progress=progress_bar)
+    result = run_eval_gallery(cfg, out, force=force, progress=progress_bar)
     print_table(result["metrics"])
     info(f"wrote {out}/metrics.json, scores.csv, plots and config.yaml")
-
-
-def run_eval(cfg: EvalGalleryConfig, out: Path, *, force: bool = False, progress=None) -> dict:
-    """Validate the mode, run the evaluation, write every output. Returns the result dict."""
-    from occtool.device import resolve_device
-    from occtool.errors import ConfigError
-    from occtool.evaluation.report import write_report
-    from occtool.evaluation.run import evaluate_gallery, evaluate_pairs, load_eval_model
-    from occtool.io import prepare_out_dir, write_config
-
-    ident = cfg.gallery_root is not None or cfg.probe_root is not None
-    pairs_mode = cfg.pairs is not None or cfg.root is not None or cfg.root_b is not None
-    if ident and pairs_mode:
-        raise ConfigError("choose one mode: --gallery-root/--probe-root, or --pairs/--root")
-    if not ident and not pairs_mode:
-        raise ConfigError("give --gallery-root G --probe-root P, or --pairs FILE --root DIR")
-    if ident and (cfg.gallery_root is None or cfg.probe_root is None):
-        raise ConfigError("identification mode needs both --gallery-root and --probe-root")
-    if pairs_mode and (cfg.pairs is None or cfg.root is None):
-        raise ConfigError("pairs mode needs both --pairs and --root")
-    if cfg.max_bad < 0 or cfg.batch_size < 1:
-        raise ConfigError("--max-bad must be >= 0 and --batch-size >= 1")
-
-    device = resolve_device(cfg.device)
-    em = load_eval_model(backbone=cfg.backbone, weights=cfg.weights, checkpoint=cfg.checkpoint)
-    cache_dir = (cfg.cache_dir or default_cache_dir()) if cfg.cache else None
-    methods = None if cfg.methods in ([], ["auto"]) else cfg.methods
-    out = prepare_out_dir(out, force=force)
-    common = dict(em=em, methods=methods, flip=cfg.flip, threshold=cfg.threshold, max_bad=cfg.max_bad,
-                  batch_size=cfg.batch_size, device=device, cache_dir=cache_dir, fars=tuple(cfg.fars),
-                  progress=progress)
-    if ident:
-        from occtool.data.images import list_identity_tree
-        from occtool.errors import DataError
-
-        try:
-            gallery = list_identity_tree(cfg.gallery_root)
-        except DataError as exc:
-            raise DataError(f"gallery: {exc}") from None
-        probes = list_identity_tree(cfg.probe_root)
-        result = evaluate_gallery(gallery, probes, shortlist_k=cfg.shortlist_k, max_impostors=cfg.max_impostors, **common)
-    else:
-        result = evaluate_pairs(cfg.pairs, cfg.root, cfg.root_b, **common)
-    result["metrics"]["device"] = str(device)
-    result["metrics"]["cache_dir"] = str(cache_dir) if cache_dir else None
-    write_config(out, cfg)
-    write_report(out, result)
-    return result
 
 
 def _pct(v) -> str:

@@ -43,6 +43,7 @@ from occtool.errors import DataError
 from occtool.progress import ProgressFn, report
 
 CACHE_FORMAT = 1
+_OPTIONAL = ("match_map", "occlusion", "occ_embedding", "contrib", "vis_views")
 
 
 @dataclass
@@ -95,39 +96,94 @@ def _normalise(raw: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def _forward(model, x: torch.Tensor, *, flip: bool, with_maps: bool,
+def _outputs(model, views: Sequence[torch.Tensor], *, with_maps: bool,
              jacobian: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """One preprocessed batch -> dict of CPU float32 tensors (see module doc)."""
+    """The body's feature maps of V views of a batch (`views[v]` [B, C, H, W]: the image, then its
+    mirror) -> dict of CPU float32 outputs (see module doc). Every output is computed from the
+    feature maps, so a frozen body's stored maps give exactly what images would."""
     face = _is_face_model(model)
-    out = model(x)
-    views = [out]
-    raw = out.embedding * out.norm
-    res: dict[str, torch.Tensor] = {}
-    occ_raw = None
-    if face:
-        e, n = model.occlusion_aware_embedding(out.feature_map, out.occlusion)
-        occ_raw = e * n
-    if flip:
-        out_f = model(torch.flip(x, dims=[3]))
-        views.append(out_f)
-        raw = raw + out_f.embedding * out_f.norm
+    backbone = model.backbone if face else model
+    raw = occ_raw = 0
+    occlusions = []
+    for fm in views:
+        fm = fm.float()
+        e, n = backbone.embed(fm)
+        raw = raw + e * n
         if face:
-            e, n = model.occlusion_aware_embedding(out_f.feature_map, out_f.occlusion)
+            v = model.head(fm)
+            occlusions.append(v)
+            e, n = model.occlusion_aware_embedding(fm, v)
             occ_raw = occ_raw + e * n
-    res["embedding"] = _normalise(raw.float()).cpu()
+    res = {"embedding": _normalise(raw.float()).cpu()}
     if face:
         res["occ_embedding"] = _normalise(occ_raw.float()).cpu()
-        res["occlusion"] = out.occlusion.float().cpu()
+        res["occlusion"] = occlusions[0].float().cpu()
     if with_maps:
-        maps = out.match_map if face else out.feature_map
-        res["match_map"] = maps.float().cpu()
+        fm0 = views[0].float()
+        res["match_map"] = (model.match_features(fm0) if face else fm0).float().cpu()
     if face and jacobian is not None:  # the visibility-matched embedding's inputs
         from occtool.matching.visibility_matched import output_layer_contributions
 
-        res["contrib"] = torch.cat([output_layer_contributions(model.backbone, v.feature_map, jacobian=jacobian)
-                                    for v in views], dim=1).float().cpu()
-        res["vis_views"] = torch.cat([v.occlusion.reshape(len(x), -1) for v in views], dim=1).float().cpu()
+        b = len(views[0])
+        res["contrib"] = torch.cat([output_layer_contributions(backbone, fm.float(), jacobian=jacobian)
+                                    for fm in views], dim=1).float().cpu()
+        res["vis_views"] = torch.cat([v.reshape(b, -1) for v in occlusions], dim=1).float().cpu()
     return res
+
+
+@torch.inference_mode()
+def _forward(model, x: torch.Tensor, *, flip: bool, with_maps: bool,
+             jacobian: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """One preprocessed batch [B, 3, H, W] -> dict of CPU float32 tensors (see module doc)."""
+    backbone = model.backbone if _is_face_model(model) else model
+    backbone.check_input(x)
+    views = [backbone.features(x)]
+    if flip:
+        views.append(backbone.features(torch.flip(x, dims=[3])))
+    return _outputs(model, views, with_maps=with_maps, jacobian=jacobian)
+
+
+def _needed(face: bool, with_maps: bool, with_contributions: bool) -> list[str]:
+    needed = ["embedding"] + (["occ_embedding", "occlusion"] if face else []) + (["match_map"] if with_maps else [])
+    return needed + (["contrib", "vis_views"] if with_contributions else [])
+
+
+def _as_features(arrays: dict[str, torch.Tensor | np.ndarray | None], *, n: int, ok: np.ndarray, paths, hashes,
+                 **extra) -> Features:
+    return Features(
+        embeddings=arrays["embedding"], match_maps=arrays.get("match_map"), occlusion=arrays.get("occlusion"),
+        ok_mask=ok, paths=paths, hashes=hashes, occ_embeddings=arrays.get("occ_embedding"),
+        contributions=arrays.get("contrib"), visibility_views=arrays.get("vis_views"), **extra,
+    )
+
+
+@torch.inference_mode()
+def features_from_maps(model, views: Sequence[torch.Tensor], *, device, with_maps: bool = True,
+                       with_contributions: bool = False, batch_size: int = 512) -> Features:
+    """Features of images whose body feature maps are already computed (a frozen body's cache).
+
+    views: V tensors [N, C, H, W] (the images, then their mirrors for flip TTA; any float dtype,
+    any device). `model` (Backbone or FaceModel) is used as given (eval mode is the caller's).
+    Returns the same `Features` as `extract_features` on the images, every row ok.
+    """
+    views = list(views)
+    n = len(views[0])
+    face = _is_face_model(model)
+    with_contributions = with_contributions and face
+    jacobian = None
+    if with_contributions:
+        from occtool.matching.visibility_matched import output_layer_jacobian
+
+        jacobian = output_layer_jacobian(model.backbone, device=device)
+    parts: dict[str, list[torch.Tensor]] = {}
+    for s in range(0, n, batch_size):
+        res = _outputs(model, [v[s:s + batch_size].to(device) for v in views], with_maps=with_maps, jacobian=jacobian)
+        for k, t in res.items():
+            parts.setdefault(k, []).append(t)
+    arrays = {k: torch.cat(v) for k, v in parts.items()}
+    for k in _needed(face, with_maps, with_contributions):
+        arrays.setdefault(k, None)
+    return _as_features(arrays, n=n, ok=np.ones(n, dtype=bool), paths=[], hashes=[None] * n)
 
 
 def _cache_path(cache_dir: Path, model_key: str, h: str) -> Path:
@@ -241,8 +297,7 @@ def extract_features(
     spec = _input_spec(model)
     face = _is_face_model(model)
     with_contributions = with_contributions and face
-    needed = ["embedding"] + (["occ_embedding", "occlusion"] if face else []) + (["match_map"] if with_maps else [])
-    needed += ["contrib", "vis_views"] if with_contributions else []
+    needed = _needed(face, with_maps, with_contributions)
     jacobian = None
     if with_contributions:
         from occtool.matching.visibility_matched import output_layer_jacobian
@@ -334,24 +389,9 @@ def extract_features(
             f"{n_bad} of {n} images failed to load (limit --max-bad {max_bad}); first: {errors[0] if errors else '?'}"
         )
 
-    def stack(key: str):
-        return outputs[key].result() if key in needed else None
-
-    emb = stack("embedding")
-    if emb is None:
+    arrays = {k: outputs[k].result() if k in needed else None for k in ("embedding", *_OPTIONAL)}
+    if arrays["embedding"] is None:
         d = int(getattr(model.backbone if face else model, "embedding_dim", 0))
-        emb = torch.zeros((n, d), dtype=torch.float32)
-    return Features(
-        embeddings=emb,
-        match_maps=stack("match_map"),
-        occlusion=stack("occlusion"),
-        ok_mask=ok,
-        paths=paths,
-        hashes=hashes,
-        occ_embeddings=stack("occ_embedding"),
-        contributions=stack("contrib"),
-        visibility_views=stack("vis_views"),
-        errors=errors,
-        n_resized=int(resized_flags.sum()),
-        cache_hits=hits,
-    )
+        arrays["embedding"] = torch.zeros((n, d), dtype=torch.float32)
+    return _as_features(arrays, n=n, ok=ok, paths=paths, hashes=hashes, errors=errors,
+                        n_resized=int(resized_flags.sum()), cache_hits=hits)

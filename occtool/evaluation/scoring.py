@@ -152,15 +152,18 @@ def _znorm_rows(s: torch.Tensor) -> torch.Tensor:
 
 
 class FusedScorer:
-    """Per-probe z-normalised sum of several scorers' identity scores."""
+    """Per-probe z-normalised, weighted sum of several scorers' identity scores."""
 
-    def __init__(self, scorers):
+    def __init__(self, scorers, weights=None):
         self.scorers = list(scorers)
+        self.weights = [1.0] * len(self.scorers) if weights is None else [float(w) for w in weights]
+        if len(self.weights) != len(self.scorers):
+            raise OcctoolError(f"FusedScorer: {len(self.scorers)} scorers but {len(self.weights)} weights")
 
     def identity_scores(self, rows: slice) -> torch.Tensor:
         total = None
-        for sc in self.scorers:
-            z = _znorm_rows(sc.identity_scores(rows).double())
+        for sc, w in zip(self.scorers, self.weights):
+            z = w * _znorm_rows(sc.identity_scores(rows).double())
             total = z if total is None else total + z
         return total.float()
 

@@ -33,22 +33,22 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from occtool.data.images import ImageRecord, file_sha1, read_image_rgb
-from occtool.evaluation.metrics import occlusion_iou
-from occtool.matching.visibility_matched import (
-    VisibilityMatchedScorer,
-    is_affine,
-    output_layer_bias,
-    output_layer_contributions,
-    output_layer_jacobian,
-)
+from occtool.evaluation import Scoring, features_from_maps, identify_features
+from occtool.evaluation.metrics import DEFAULT_FARS, far_key, occlusion_iou
+from occtool.matching.visibility_matched import is_affine, output_layer_bias
 from occtool.progress import ProgressFn, report
 
 _MATCHED_EXTRA_BYTES = 256 * 2**20  # cosine_occ_matched on a non-heavy probe set only below this
-_OCCLUDERS = ("medical_mask", "rectangles", "sunglasses", "hand", "scarf", "eyeglasses", "steam", "liquid", "visor")
-OCCLUDER_INDEX = {name: i for i, name in enumerate(_OCCLUDERS)}
+_REPORTED = ("rank1", "rank5", *(far_key(f) for f in DEFAULT_FARS))  # the metrics each method logs
+
+
+def _family_index(family: str) -> int:
+    """A family's index in the occluder list: part of its probe set's seed (so the order is fixed)."""
+    from occtool.augment import OCCLUDER_NAMES
+
+    return list(OCCLUDER_NAMES).index(family)
 
 
 @dataclass
@@ -128,7 +128,7 @@ def build_eval_set(
         fam = OcclusionSynthesizer(config=fam_cfg)
         imgs, masks = [], []
         for i, img in enumerate(p_img):
-            res = fam(img, rng=np.random.default_rng(np.random.SeedSequence([seed, i, 1 + OCCLUDER_INDEX[family]])))
+            res = fam(img, rng=np.random.default_rng(np.random.SeedSequence([seed, i, 1 + _family_index(family)])))
             imgs.append(res.image)
             masks.append(feature_mask(res.visibility, map_size))
         extra[f"occ_{family}"] = (np.stack(imgs), np.stack(masks).astype(np.float32))
@@ -193,63 +193,41 @@ def prepare(evalset: EvalSet, backbone, *, device, batch_size: int, progress: Pr
     evalset.feats = feats
 
 
-@torch.inference_mode()
-def _embed(backbone, head, maps: tuple[torch.Tensor, torch.Tensor], *, device, occlusion_aware: bool,
-           batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flip-summed normalised embeddings [N, D] and the predicted visibility of the unflipped view."""
-    embs, viss = [], []
-    fm0, fm1 = maps
-    for s in range(0, len(fm0), batch_size):
-        raw = 0
-        vis0 = None
-        for k, fm in enumerate((fm0[s: s + batch_size], fm1[s: s + batch_size])):
-            fm = fm.to(device).float()
-            v = head(fm) if head is not None else None
-            if k == 0:
-                vis0 = v
-            x = fm * v if (occlusion_aware and v is not None) else fm
-            e, n = backbone.embed(x)
-            raw = raw + e * n
-        embs.append(F.normalize(raw.float(), dim=1).cpu())
-        viss.append(vis0.float().cpu() if vis0 is not None else torch.ones(len(fm0[s: s + batch_size]), 1, *fm0.shape[-2:]))
-    return torch.cat(embs), torch.cat(viss)
-
-
 def set_baseline(evalset: EvalSet, teacher, *, device) -> None:
-    """Embeddings of the pretrained backbone (computed once: the baseline does not train)."""
+    """Features of the pretrained backbone (computed once: the baseline does not train)."""
     assert evalset.feats is not None
-    evalset.baseline = {k: _embed(teacher, None, evalset.feats[k], device=device, occlusion_aware=False)[0]
+    evalset.baseline = {k: features_from_maps(teacher, evalset.feats[k], device=device, with_maps=False)
                         for k in evalset.feats}
 
 
 # ---------------------------------------------------------------------------------------------
-# metrics
+# what to evaluate (the engine scores it)
 
 
-@torch.inference_mode()
-def _visibility(head, maps: torch.Tensor, device, batch_size: int = 512) -> torch.Tensor:
-    """maps [N, C, H, W] -> predicted visibility [N, H*W] (CPU)."""
-    return torch.cat([head(maps[s: s + batch_size].to(device).float()).float().cpu()
-                      for s in range(0, len(maps), batch_size)]).flatten(1)
+def _scoring(model, matcher, *, matched: bool, fusion_weight: float, device) -> Scoring:
+    bb = model.backbone
+    affine = matched and is_affine(bb, device=device)
+    return Scoring(matcher=matcher, matcher_trained=matcher is not None, has_visibility=True,
+                   output_layer_affine=affine, matched_bias=output_layer_bias(bb, device=device).cpu() if affine else None,
+                   views=2, fusion_weight=fusion_weight)
 
 
-def _znorm_rows(s: np.ndarray) -> np.ndarray:
-    mu = s.mean(axis=1, keepdims=True)
-    sd = s.std(axis=1, keepdims=True)
-    return (s - mu) / np.maximum(sd, 1e-12)
+def _set_methods(key: str, scoring: Scoring, heavy_sets, n_images: int, dim: int, map_hw) -> list[str]:
+    """The methods a probe set is scored with: QAConv on the heavy sets only; the matched embedding
+    on those and on every other set whose [N, 2L, D] contributions are small."""
+    methods = ["cosine", "cosine_occ"]
+    small = n_images * 2 * map_hw[0] * map_hw[1] * dim * 4 <= _MATCHED_EXTRA_BYTES
+    if scoring.output_layer_affine and (key == "gallery" or key in heavy_sets or small):
+        methods.append("cosine_occ_matched")
+    if scoring.matcher is not None and (key == "gallery" or key in heavy_sets):
+        methods += ["qaconv", "qaconv_occ", "fused"]
+    return methods
 
 
-def identification_metrics(scores: np.ndarray, true_index: np.ndarray) -> dict:
-    from occtool.evaluation.metrics import DEFAULT_FARS, far_key, rank_k, ranks_from_scores, tar_at_far
-
-    ranks = ranks_from_scores(scores, true_index)
-    out = {"rank1": rank_k(ranks, 1), "rank5": rank_k(ranks, 5)}
-    genuine_mask = np.zeros(scores.shape, dtype=bool)
-    genuine_mask[np.arange(len(true_index)), true_index] = True
-    gen, imp = scores[genuine_mask], scores[~genuine_mask]
-    for far in DEFAULT_FARS:
-        out[far_key(far)] = float(tar_at_far(gen, imp, far)[0])
-    return out
+def _flat(res: dict, probe_key: str, per_method: dict, rename: dict | None = None) -> None:
+    for method, block in per_method.items():
+        for metric in _REPORTED:
+            res[f"{probe_key}/{(rename or {}).get(method, method)}/{metric}"] = block[metric]
 
 
 @torch.inference_mode()
@@ -272,7 +250,7 @@ def evaluate(
     (the current backbone) to recompute them. `heavy_sets`: the probe sets scored by QAConv
     (default: clean and masked); cosine_occ_matched scores them and every other set whose
     contributions take at most 256 MB (all of them with MobileFaceNet on LFW).
-    `matched`: compute cosine_occ_matched at all.
+    `matched`: compute cosine_occ_matched at all. Scoring and metrics: `occtool.evaluation`.
     """
     model.eval()
     if matcher is not None:
@@ -280,53 +258,32 @@ def evaluate(
     if backbone_for_maps is not None:
         prepare(evalset, backbone_for_maps, device=device, batch_size=64, progress=progress)
     assert evalset.feats is not None
-    bb, head = model.backbone, model.head
-    keys = list(evalset.feats)
-    probe_sets = [k for k in keys if k != "gallery"]
     heavy_sets = ("clean", "masked") if heavy_sets is None else tuple(heavy_sets)
+    scoring = _scoring(model, matcher, matched=matched, fusion_weight=fusion_weight, device=device)
+    dim, map_hw = model.backbone.embedding_dim, evalset.feats["gallery"][0].shape[-2:]
+    feats = {}
+    for key, maps in evalset.feats.items():
+        methods = _set_methods(key, scoring, heavy_sets, len(maps[0]), dim, map_hw)
+        feats[key] = features_from_maps(model, maps, device=device, with_maps="qaconv" in methods,
+                                        with_contributions="cosine_occ_matched" in methods)
+    gallery_ids = np.asarray(evalset.gallery_ids)
     res: dict = {}
-    emb, occ_emb, vis = {}, {}, {}
-    for key in keys:
-        emb[key], vis[key] = _embed(bb, head, evalset.feats[key], device=device, occlusion_aware=False)
-        occ_emb[key], _ = _embed(bb, head, evalset.feats[key], device=device, occlusion_aware=True)
-    contrib, vis2 = {}, {}
-    if matched and is_affine(bb, device=device):
-        jac = output_layer_jacobian(bb, device=device)
-        for key in keys:  # the heavy sets, and every other set whose [N, 2L, D] contributions are small
-            n, _, h, w = evalset.feats[key][0].shape
-            if key != "gallery" and key not in heavy_sets and n * 2 * h * w * bb.embedding_dim * 4 > _MATCHED_EXTRA_BYTES:
-                continue
-            contrib[key] = torch.cat([torch.cat([output_layer_contributions(bb, fm[s: s + 512].to(device), jacobian=jac).cpu()
-                                                 for s in range(0, len(fm), 512)]) for fm in evalset.feats[key]], 1)
-            vis2[key] = torch.cat([_visibility(head, fm, device) for fm in evalset.feats[key]], 1)
-        scorer = VisibilityMatchedScorer(bias=output_layer_bias(bb, device=device).cpu(), views=2)
-    mm = {}
-    if matcher is not None:
-        for key in keys:
-            if key != "gallery" and key not in heavy_sets:
-                continue
-            fm0 = evalset.feats[key][0]
-            mm[key] = torch.cat([model.match_features(fm0[s: s + 512].to(device).float()).cpu()
-                                 for s in range(0, len(fm0), 512)])
-    true = evalset.probe_true
-    for probe_key in probe_sets:
-        scores = {}
+    for key in (k for k in feats if k != "gallery"):
         if evalset.baseline is not None:
-            scores["cosine_pretrained"] = (evalset.baseline[probe_key] @ evalset.baseline["gallery"].T).numpy()
-        scores["cosine"] = (emb[probe_key] @ emb["gallery"].T).numpy()
-        scores["cosine_occ"] = (occ_emb[probe_key] @ occ_emb["gallery"].T).numpy()
-        if probe_key in contrib:
-            scores["cosine_occ_matched"] = scorer.score(contrib[probe_key], contrib["gallery"], vis2[probe_key],
-                                                        vis2["gallery"]).numpy()
-        if matcher is not None and probe_key in mm:
-            p, g = mm[probe_key].to(device), mm["gallery"].to(device)
-            pv, gv = vis[probe_key].to(device), vis["gallery"].to(device)
-            scores["qaconv"] = matcher.score(p, g).float().cpu().numpy()
-            scores["qaconv_occ"] = matcher.score(p, g, pv, gv).float().cpu().numpy()
-            scores["fused"] = _znorm_rows(scores["cosine"]) + fusion_weight * _znorm_rows(scores["qaconv_occ"])
-        for method, sc in scores.items():
-            for metric, value in identification_metrics(sc, true).items():
-                res[f"{probe_key}/{method}/{metric}"] = value
+            per = identify_features(evalset.baseline[key], evalset.baseline["gallery"], probe_ids=evalset.probe_true,
+                                    gallery_ids=gallery_ids, scoring=Scoring(), methods=["cosine"], device=device)
+            _flat(res, key, per, {"cosine": "cosine_pretrained"})
+        methods = _set_methods(key, scoring, heavy_sets, len(evalset.feats[key][0]), dim, map_hw)
+        per = identify_features(feats[key], feats["gallery"], probe_ids=evalset.probe_true, gallery_ids=gallery_ids,
+                                scoring=scoring, methods=methods, device=device)
+        _flat(res, key, per)
+    _occlusion_stats(res, evalset, feats)
+    return res
+
+
+def _occlusion_stats(res: dict, evalset: EvalSet, feats: dict) -> None:
+    """Occlusion maps against the ground truth of each occluded probe set, and on clean faces."""
+    vis = {k: f.occlusion.flatten(1) for k, f in feats.items()}
     gt = {"masked": evalset.masked_fmask, **{name: m for name, (_, m) in evalset.extra.items()}}
     for key, mask in gt.items():
         iou, n_iou = occlusion_iou(vis[key].numpy(), mask)
@@ -335,4 +292,3 @@ def evaluate(
         res[prefix + "iou_images"] = n_iou
         res[prefix + "visibility_mean"] = float(vis[key].mean())
     res["occlusion/visibility_clean"] = float(torch.cat([vis["clean"], vis["gallery"]]).mean())
-    return res

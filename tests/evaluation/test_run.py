@@ -15,7 +15,7 @@ from occtool.data.images import list_identity_tree
 from occtool.errors import DataError
 from occtool.evaluation.extract import extract_features
 from occtool.evaluation.leakage import LeakageError
-from occtool.evaluation.run import evaluate_gallery, load_eval_model
+from occtool.evaluation import evaluate_gallery, load_eval_model
 
 IDS = ("amy", "bob", "cat")
 
@@ -194,7 +194,7 @@ def test_shortlist_path_matches_full_when_k_covers_gallery(split, random_checkpo
 
 
 def test_large_side_uses_memmapped_maps_and_auto_shortlist(split, random_checkpoint, monkeypatch):
-    import occtool.evaluation.run as run_mod
+    import occtool.evaluation.gallery_eval as run_mod
 
     gal, prb = split
     em = load_eval_model(checkpoint=random_checkpoint)
@@ -227,18 +227,15 @@ def test_large_side_uses_memmapped_maps_and_auto_shortlist(split, random_checkpo
 def test_backbone_only_methods(random_weights):
     em = load_eval_model(backbone="mobilefacenet", weights=random_weights)
     assert em.available_methods() == ["cosine", "qaconv"]
-    from occtool.errors import OcctoolError as _E
-    from occtool.evaluation.run import resolve_methods as _resolve
-
-    with pytest.raises(_E, match="cosine_occ_matched needs --checkpoint"):
-        _resolve(["cosine_occ_matched"], em)
     from occtool.errors import OcctoolError
-    from occtool.evaluation.run import resolve_methods
+    from occtool.evaluation.methods import resolve_methods
 
+    with pytest.raises(OcctoolError, match="cosine_occ_matched needs --checkpoint"):
+        resolve_methods(["cosine_occ_matched"], em.scoring())
     with pytest.raises(OcctoolError, match="needs --checkpoint"):
-        resolve_methods(["qaconv_occ"], em)
-    with pytest.raises(OcctoolError, match="unknown method"):
-        resolve_methods(["nope"], em)
+        resolve_methods(["qaconv_occ"], em.scoring())
+    with pytest.raises(OcctoolError, match="unknown scoring method"):
+        resolve_methods(["nope"], em.scoring())
 
 
 def test_cli_config_file_and_set_overrides(split, random_weights, tmp_path):
@@ -259,7 +256,7 @@ def test_cli_config_file_and_set_overrides(split, random_weights, tmp_path):
 
 
 def test_pairs_mode_every_method_with_root_b(tmp_path, random_checkpoint):
-    from occtool.evaluation.run import evaluate_pairs
+    from occtool.evaluation import evaluate_pairs
 
     root = _tree(tmp_path / "a")
     occ = _tree(tmp_path / "b" / "images", seed=1)  # another tree (an "occluded copy")

@@ -1,28 +1,93 @@
-"""Validation metrics: occlusion IoU, identification (the visibility-matched scores are tested in
-tests/matching/test_visibility_matched.py)."""
+"""Training validation goes through the evaluation engine: on one real protocol it gives the
+numbers `eval-gallery` gives on the same images written to disk (the two were separate code
+paths before), and the baseline equals eval-gallery's pretrained cosine."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
-from occtool.evaluation.metrics import occlusion_iou
-from occtool.training.validation import identification_metrics
+from occtool.data.images import list_identity_tree
+from occtool.evaluation import evaluate_gallery, load_eval_model
+from occtool.models import FaceModel, build_backbone, default_weights, inference_copy, save_model_checkpoint
+from occtool.training.config import ProbeOcclusionConfig
+from occtool.training.validation import build_eval_set, evaluate, prepare, set_baseline
 
-
-def test_occlusion_iou():
-    pred = np.ones((3, 7, 7), np.float32)
-    gt = np.ones((3, 7, 7), np.float32)
-    pred[0, 4:] = 0.2
-    gt[0, 4:] = 0.0  # identical regions: IoU 1
-    pred[1, 5:] = 0.1
-    gt[1, 4:] = 0.3  # 14 of 21 cells: IoU 2/3
-    iou, n = occlusion_iou(pred, gt)  # image 2: nothing occluded on either side -> not counted
-    assert n == 2 and iou == pytest.approx((1 + 14 / 21) / 2)
+METHODS = ("cosine", "cosine_occ", "cosine_occ_matched", "qaconv", "qaconv_occ", "fused")
 
 
-def test_identification_metrics():
-    scores = np.array([[0.9, 0.1, 0.2], [0.3, 0.2, 0.8], [0.5, 0.6, 0.1]])
-    m = identification_metrics(scores, np.array([0, 2, 0]))
-    assert m["rank1"] == pytest.approx(2 / 3) and m["rank5"] == 1.0
-    assert 0.0 <= m["tar@far=1e-3"] <= 1.0
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, lfw_six_module):
+    """Pretrained MobileFaceNet + an occlusion head and neck whose BatchNorms are calibrated on
+    real faces (so visibilities are not constant), and an untrained QAConv head marked trained."""
+    from occtool.matching import QAConvMatcher
+
+    torch.manual_seed(0)
+    model = FaceModel(backbone=build_backbone("mobilefacenet", weights=default_weights("mobilefacenet")),
+                      neck_channels=32)
+    imgs = np.stack([np.asarray(Image.open(r.path).convert("RGB")) for r in list_identity_tree(lfw_six_module)])
+    from occtool.models import preprocess
+
+    for m in list(model.head.modules()) + list(model.neck.modules()):
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    model.head.train(), model.neck.train()
+    with torch.no_grad():
+        fm = model.backbone.eval().features(preprocess(imgs, model.backbone.input_spec))
+        model.head(fm), model.neck(fm)
+    model.eval()
+    matcher = QAConvMatcher(num_features=32, height=7, width=7)
+    matcher.mark_trained()
+    path = tmp_path_factory.mktemp("ck") / "model.pt"
+    save_model_checkpoint(path, model=model, matcher=matcher, config={"note": "test"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def lfw_six_module(tmp_path_factory):
+    from tests.conftest import shared_or_skip
+
+    src = shared_or_skip("data", "lfw_aligned112", "images")
+    shared_or_skip("weights", "mobilefacenet", "mobilefacenet.pt")
+    shared_or_skip("occluders", "masktheface")
+    root = tmp_path_factory.mktemp("lfw") / "tree"
+    people = [p for p in sorted(src.iterdir()) if p.is_dir() and len(list(p.iterdir())) >= 4][:8]
+    for person in people:
+        (root / person.name).mkdir(parents=True)
+        for img in sorted(person.iterdir())[:4]:
+            (root / person.name / img.name).symlink_to(img)
+    return root
+
+
+def _write(images: np.ndarray, ids, root) -> None:
+    for k, (img, ident) in enumerate(zip(images, ids)):
+        (root / ident).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(root / ident / f"{k:03d}.png")  # lossless: the same pixels
+
+
+@pytest.mark.slow
+def test_validation_equals_eval_gallery(lfw_six_module, checkpoint, tmp_path):
+    from occtool.models import load_model_checkpoint
+
+    ck = load_model_checkpoint(checkpoint)
+    evalset = build_eval_set("v", list_identity_tree(lfw_six_module), occlusion_cfg=ProbeOcclusionConfig(), seed=3)
+    teacher = inference_copy(ck.model.backbone, "cpu")
+    prepare(evalset, teacher, device="cpu", batch_size=16)
+    set_baseline(evalset, teacher, device="cpu")
+    res = evaluate(evalset, model=ck.model, matcher=ck.matcher, device="cpu")
+
+    g_ids = [f"id{c}" for c in evalset.gallery_ids]
+    p_ids = [f"id{c}" for c in evalset.probe_true]
+    _write(evalset.gallery_images, g_ids, tmp_path / "gallery")
+    for key, images in (("clean", evalset.probe_images), ("masked", evalset.masked_images)):
+        _write(images, p_ids, tmp_path / key)
+        gallery, probes = list_identity_tree(tmp_path / "gallery"), list_identity_tree(tmp_path / key)
+        ev = evaluate_gallery(gallery, probes, em=load_eval_model(checkpoint=checkpoint), methods=list(METHODS))
+        base = evaluate_gallery(gallery, probes, em=load_eval_model(backbone="mobilefacenet"), methods=["cosine"])
+        for method, m in [*ev["metrics"]["methods"].items(), ("cosine_pretrained", base["metrics"]["methods"]["cosine"])]:
+            for metric in ("rank1", "rank5"):  # float16 stored maps vs float32: same ranks
+                assert res[f"{key}/{method}/{metric}"] == m[metric], (key, method, metric)
+    assert 0.0 <= res["occlusion/iou@0.5"] <= 1.0 and res["occlusion/visibility_clean"] > 0

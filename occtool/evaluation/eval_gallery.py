@@ -1,0 +1,123 @@
+"""What `occtool eval-gallery` runs, usable without the CLI: its config (validating itself) and
+`run_eval_gallery(cfg, out)`, which checks the mode, loads the model, evaluates and writes the report."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from occtool.errors import ConfigError, DataError
+
+
+@dataclass
+class EvalGalleryConfig:
+    # identification mode
+    gallery_root: Optional[Path] = None
+    probe_root: Optional[Path] = None
+    # pairs mode
+    pairs: Optional[Path] = None
+    root: Optional[Path] = None
+    root_b: Optional[Path] = None
+    # model: a pretrained backbone, or an occtool checkpoint
+    backbone: Optional[str] = None
+    weights: Optional[Path] = None
+    checkpoint: Optional[Path] = None
+    # scoring
+    methods: list[str] = field(default_factory=lambda: ["auto"])
+    flip: bool = True
+    threshold: Optional[float] = None
+    fars: list[float] = field(default_factory=lambda: [1e-3, 1e-2])
+    shortlist_k: Optional[int] = None  # None: auto (cosine top-100 shortlist above 10,000 gallery images)
+    max_impostors: int = 50_000_000  # above this many impostor pairs, a uniform sample is scored
+    # running
+    max_bad: int = 0
+    batch_size: int = 64
+    device: str = "auto"
+    cache_dir: Optional[Path] = None  # None: $OCCTOOL_CACHE or ~/.cache/occtool/features
+    cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise ConfigError(f"threshold must be a finite score, got {self.threshold}")
+        if not self.fars or any(not (0.0 < f < 1.0) for f in self.fars):
+            raise ConfigError(f"fars must be values in (0, 1), got {self.fars}")
+        if self.shortlist_k is not None and self.shortlist_k < 0:
+            raise ConfigError(f"shortlist_k must be >= 0 (0: score the whole gallery), got {self.shortlist_k}")
+        if self.max_impostors < 1:
+            raise ConfigError(f"max_impostors must be >= 1, got {self.max_impostors}")
+        if self.max_bad < 0:
+            raise ConfigError(f"max_bad must be >= 0, got {self.max_bad}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    @property
+    def mode(self) -> str:
+        """'identification' or 'pairs'; ConfigError when the roots given do not make one mode."""
+        ident = self.gallery_root is not None or self.probe_root is not None
+        pairs_mode = self.pairs is not None or self.root is not None or self.root_b is not None
+        if ident and pairs_mode:
+            raise ConfigError("choose one mode: --gallery-root/--probe-root, or --pairs/--root")
+        if not ident and not pairs_mode:
+            raise ConfigError("give --gallery-root G --probe-root P, or --pairs FILE --root DIR")
+        if ident and (self.gallery_root is None or self.probe_root is None):
+            raise ConfigError("identification mode needs both --gallery-root and --probe-root")
+        if pairs_mode and (self.pairs is None or self.root is None):
+            raise ConfigError("pairs mode needs both --pairs and --root")
+        return "identification" if ident else "pairs"
+
+
+def default_cache_dir() -> Path:
+    """$OCCTOOL_CACHE, else $XDG_CACHE_HOME/occtool/features, else ~/.cache/occtool/features."""
+    env = os.environ.get("OCCTOOL_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "occtool" / "features"
+
+
+def run_eval_gallery(cfg: EvalGalleryConfig, out: str | Path, *, force: bool = False, progress=None) -> dict:
+    """Validate the mode, run the evaluation, write every output into `out`. Returns the result dict."""
+    from occtool.device import resolve_device
+    from occtool.evaluation.gallery_eval import evaluate_gallery
+    from occtool.evaluation.model import load_eval_model
+    from occtool.evaluation.pairs_eval import evaluate_pairs
+    from occtool.evaluation.report import write_report
+    from occtool.io import prepare_out_dir, write_config
+
+    mode = cfg.mode
+    device = resolve_device(cfg.device)
+    em = load_eval_model(backbone=cfg.backbone, weights=cfg.weights, checkpoint=cfg.checkpoint)
+    cache_dir = (cfg.cache_dir or default_cache_dir()) if cfg.cache else None
+    common = dict(em=em, methods=None if cfg.methods in ([], ["auto"]) else cfg.methods, flip=cfg.flip,
+                  threshold=cfg.threshold, max_bad=cfg.max_bad, batch_size=cfg.batch_size, device=device,
+                  cache_dir=cache_dir, fars=tuple(cfg.fars), progress=progress)
+    if mode == "identification":
+        gallery, probes = _trees(cfg.gallery_root, cfg.probe_root)
+        run = lambda: evaluate_gallery(gallery, probes, shortlist_k=cfg.shortlist_k,  # noqa: E731
+                                       max_impostors=cfg.max_impostors, **common)
+    else:
+        run = lambda: evaluate_pairs(cfg.pairs, cfg.root, cfg.root_b, **common)  # noqa: E731
+    out = prepare_out_dir(out, force=force)
+    result = run()
+    result["metrics"]["device"] = str(device)
+    result["metrics"]["cache_dir"] = str(cache_dir) if cache_dir else None
+    write_config(out, cfg)
+    write_report(out, result)
+    return result
+
+
+def _trees(gallery_root: Path, probe_root: Path):
+    from occtool.data.images import list_identity_tree
+
+    try:
+        gallery = list_identity_tree(gallery_root)
+    except DataError as exc:
+        raise DataError(f"gallery: {exc}") from None
+    try:
+        probes = list_identity_tree(probe_root)
+    except DataError as exc:
+        raise DataError(f"probes: {exc}") from None
+    return gallery, probes
