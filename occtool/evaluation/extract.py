@@ -262,6 +262,102 @@ def _hash_or_none(path: Path) -> str | None:
         return None
 
 
+@dataclass
+class _Run:
+    """One extraction's state: where each image's outputs go and what happened to it."""
+
+    paths: list[Path]
+    hashes: list[str | None]
+    needed: list[str]
+    outputs: dict[str, _Rows]
+    cache_root: Path | None
+    model_key: str | None
+    ok: np.ndarray = None  # type: ignore[assignment]
+    resized: np.ndarray = None  # type: ignore[assignment]
+    errors: list[str] = field(default_factory=list)
+    hits: int = 0
+
+    def __post_init__(self) -> None:
+        self.ok = np.zeros(len(self.paths), dtype=bool)
+        self.resized = np.zeros(len(self.paths), dtype=bool)
+
+    def store(self, i: int, arrays: dict[str, np.ndarray], resized: bool) -> None:
+        for k in self.needed:
+            self.outputs[k].set(i, arrays[k])
+        self.ok[i] = True
+        self.resized[i] = resized
+
+    def from_cache(self) -> list[int]:
+        """Fill what the cache holds; return the images still to compute."""
+        todo = []
+        for i, h in enumerate(self.hashes):
+            if h is None:
+                self.errors.append(f"image not readable: {self.paths[i]}")
+                continue
+            if self.cache_root is not None:
+                got = _cache_load(_cache_path(self.cache_root, self.model_key, h), self.needed)
+                if got is not None:
+                    self.store(i, got, bool(got.get("resized", np.array(False))))
+                    self.hits += 1
+                    continue
+            todo.append(i)
+        return todo
+
+    def remember(self, i: int, arrays: dict[str, np.ndarray], resized: bool) -> None:
+        self.store(i, arrays, resized)
+        if self.cache_root is not None:
+            _cache_store(_cache_path(self.cache_root, self.model_key, self.hashes[i]), {**arrays, "resized": np.array(resized)})
+
+    def copy_duplicates(self, dup_of: dict[int, int]) -> None:
+        for i, j in dup_of.items():
+            if self.ok[j]:
+                self.store(i, {k: self.outputs[k].get(j) for k in self.needed}, bool(self.resized[j]))
+            else:
+                self.errors.append(f"image does not decode: {self.paths[i]}")
+
+
+def _unique_by_hash(todo: list[int], hashes) -> tuple[list[int], dict[int, int]]:
+    """Images with the same content run once: (first of each content, duplicate -> its first)."""
+    first_of: dict[str, int] = {}
+    unique, dup_of = [], {}
+    for i in todo:
+        if hashes[i] in first_of:
+            dup_of[i] = first_of[hashes[i]]
+        else:
+            first_of[hashes[i]] = i
+            unique.append(i)
+    return unique, dup_of
+
+
+def _output_rows(n: int, needed, maps_file, with_maps: bool, with_contributions: bool) -> dict[str, _Rows]:
+    outputs = {k: _Rows(n) for k in needed}
+    if maps_file is not None and with_maps:
+        outputs["match_map"] = _Rows(n, Path(maps_file))
+    if maps_file is not None and with_contributions:
+        outputs["contrib"] = _Rows(n, Path(maps_file).with_name(Path(maps_file).stem + "_contrib.npy"))
+    return outputs
+
+
+def _run_batches(run: _Run, unique: list[int], model, *, spec, device, flip, with_maps, jacobian, batch_size,
+                 pool, progress, done: int) -> None:
+    from occtool.models import preprocess
+
+    n = len(run.paths)
+    for start in range(0, len(unique), batch_size):
+        idx = unique[start : start + batch_size]
+        loaded = list(pool.map(lambda i: _load_image(run.paths[i], spec.size_hw), idx))
+        good = [(i, img, rs) for i, (img, rs, _) in zip(idx, loaded) if img is not None]
+        run.errors.extend(err or f"image does not decode: {run.paths[i]}"
+                          for i, (img, _, err) in zip(idx, loaded) if img is None)
+        if good:
+            x = preprocess(np.stack([g[1] for g in good]), spec, device=device)
+            res = _forward(model, x, flip=flip, with_maps=with_maps, jacobian=jacobian)
+            for j, (i, _, rs) in enumerate(good):
+                run.remember(i, {k: res[k][j].numpy() for k in run.needed}, rs)
+        done += len(idx)
+        report(progress, min(done, n), n)
+
+
 def extract_features(
     records,
     *,
@@ -288,13 +384,11 @@ def extract_features(
     the contributions go to `<maps_file stem>_contrib.npy` likewise.
     `with_contributions`: also the visibility-matched embedding's inputs (FaceModel only).
     """
-    paths = [Path(r.path) if isinstance(r, ImageRecord) else Path(r) for r in records]
-    n = len(paths)
-    device = torch.device(device)
     from occtool.models import inference_copy
 
+    paths = [Path(r.path) if isinstance(r, ImageRecord) else Path(r) for r in records]
+    n, device = len(paths), torch.device(device)
     model = inference_copy(model, device)  # BatchNorms folded (+ channels-last on CPU): ~2.4x faster
-    spec = _input_spec(model)
     face = _is_face_model(model)
     with_contributions = with_contributions and face
     needed = _needed(face, with_maps, with_contributions)
@@ -303,95 +397,30 @@ def extract_features(
         from occtool.matching.visibility_matched import output_layer_jacobian
 
         jacobian = output_layer_jacobian(model.backbone, device=device)  # once: per batch it is one einsum
-    use_cache = cache_dir is not None and model_key is not None
-    cache_root = Path(cache_dir) if use_cache else None
-
     with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
-        hashes = list(pool.map(_hash_or_none, paths))
-    ok = np.zeros(n, dtype=bool)
-    errors: list[str] = []
-    outputs = {k: _Rows(n) for k in needed}
-    if maps_file is not None and with_maps:
-        outputs["match_map"] = _Rows(n, Path(maps_file))
-    if with_contributions:
-        contrib_file = None if maps_file is None else Path(maps_file).with_name(Path(maps_file).stem + "_contrib.npy")
-        outputs["contrib"] = _Rows(n, contrib_file)
-    resized_flags = np.zeros(n, dtype=bool)
-
-    todo: list[int] = []
-    hits = 0
-    for i, h in enumerate(hashes):
-        if h is None:
-            errors.append(f"image not readable: {paths[i]}")
-            continue
-        if use_cache:
-            got = _cache_load(_cache_path(cache_root, model_key, h), needed)
-            if got is not None:
-                for k in needed:
-                    outputs[k].set(i, got[k])
-                resized_flags[i] = bool(got.get("resized", np.array(False)))
-                ok[i] = True
-                hits += 1
-                continue
-        todo.append(i)
-    done = n - len(todo)
-    report(progress, done, n)
-
-    # run images with the same content once (duplicates share their result)
-    first_of: dict[str, int] = {}
-    unique: list[int] = []
-    dup_of: dict[int, int] = {}
-    for i in todo:
-        h = hashes[i]
-        if h in first_of:
-            dup_of[i] = first_of[h]
-        else:
-            first_of[h] = i
-            unique.append(i)
-
-    with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
-        for start in range(0, len(unique), batch_size):
-            idx = unique[start : start + batch_size]
-            loaded = list(pool.map(lambda i: _load_image(paths[i], spec.size_hw), idx))
-            good = [(i, img, rs) for i, (img, rs, err) in zip(idx, loaded) if img is not None]
-            for i, (img, _, err) in zip(idx, loaded):
-                if img is None:
-                    errors.append(err or f"image does not decode: {paths[i]}")
-            if good:
-                from occtool.models import preprocess
-
-                batch = np.stack([g[1] for g in good])
-                x = preprocess(batch, spec, device=device)
-                res = _forward(model, x, flip=flip, with_maps=with_maps, jacobian=jacobian)
-                for j, (i, _, rs) in enumerate(good):
-                    arrays = {k: res[k][j].numpy() for k in needed}
-                    for k in needed:
-                        outputs[k].set(i, arrays[k])
-                    ok[i] = True
-                    resized_flags[i] = rs
-                    if use_cache:
-                        _cache_store(_cache_path(cache_root, model_key, hashes[i]), {**arrays, "resized": np.array(rs)})
-            done += len(idx)
-            report(progress, min(done, n), n)
-    for i, j in dup_of.items():
-        if ok[j]:
-            for k in needed:
-                outputs[k].set(i, outputs[k].get(j))
-            ok[i] = True
-            resized_flags[i] = resized_flags[j]
-        else:
-            errors.append(f"image does not decode: {paths[i]}")
+        run = _Run(paths=paths, hashes=list(pool.map(_hash_or_none, paths)), needed=needed,
+                   outputs=_output_rows(n, needed, maps_file, with_maps, with_contributions),
+                   cache_root=Path(cache_dir) if cache_dir is not None and model_key is not None else None,
+                   model_key=model_key)
+        todo = run.from_cache()
+        report(progress, n - len(todo), n)
+        unique, dup_of = _unique_by_hash(todo, run.hashes)
+        _run_batches(run, unique, model, spec=_input_spec(model), device=device, flip=flip, with_maps=with_maps,
+                     jacobian=jacobian, batch_size=batch_size, pool=pool, progress=progress, done=n - len(todo))
+    run.copy_duplicates(dup_of)
     report(progress, n, n)
+    return _finish(run, model, face, max_bad)
 
-    n_bad = int((~ok).sum())
+
+def _finish(run: _Run, model, face: bool, max_bad: int | None) -> Features:
+    n = len(run.paths)
+    n_bad = int((~run.ok).sum())
     if max_bad is not None and n_bad > max_bad:
-        raise DataError(
-            f"{n_bad} of {n} images failed to load (limit --max-bad {max_bad}); first: {errors[0] if errors else '?'}"
-        )
-
-    arrays = {k: outputs[k].result() if k in needed else None for k in ("embedding", *_OPTIONAL)}
+        raise DataError(f"{n_bad} of {n} images failed to load (limit --max-bad {max_bad}); "
+                        f"first: {run.errors[0] if run.errors else '?'}")
+    arrays = {k: run.outputs[k].result() if k in run.needed else None for k in ("embedding", *_OPTIONAL)}
     if arrays["embedding"] is None:
         d = int(getattr(model.backbone if face else model, "embedding_dim", 0))
         arrays["embedding"] = torch.zeros((n, d), dtype=torch.float32)
-    return _as_features(arrays, n=n, ok=ok, paths=paths, hashes=hashes, errors=errors,
-                        n_resized=int(resized_flags.sum()), cache_hits=hits)
+    return _as_features(arrays, n=n, ok=run.ok, paths=run.paths, hashes=run.hashes, errors=run.errors,
+                        n_resized=int(run.resized.sum()), cache_hits=run.hits)

@@ -217,6 +217,27 @@ def _impostor_budget(n_probes: int, n_ids: int, max_impostors: int) -> tuple[int
     return max(1, max_impostors // max(1, n_probes)), True
 
 
+def _chunk_impostors(sn: np.ndarray, true_ids: np.ndarray, *, budget: int, sampled: bool, rng) -> list[np.ndarray]:
+    """Impostor scores of a probe chunk sn [p, I]: every column but the true one (all columns for
+    probes not in the gallery), or a uniform sample (with replacement) of `budget` per probe.
+    Stored as float32, the precision the scores are computed in."""
+    n_ids = sn.shape[1]
+    if not sampled:
+        mask = np.ones_like(sn, dtype=bool)
+        known = np.nonzero(true_ids >= 0)[0]
+        mask[known, true_ids[known]] = False
+        return [sn[mask].astype(np.float32)]
+    out = []
+    for r, tr in enumerate(true_ids):
+        if tr >= 0:
+            cols = rng.integers(0, n_ids - 1, size=budget)
+            cols[cols >= tr] += 1  # skip the true column
+        else:
+            cols = rng.integers(0, n_ids, size=budget)
+        out.append(sn[r, cols].astype(np.float32))
+    return out
+
+
 def identify(
     scorer,
     true_ids: np.ndarray,
@@ -262,28 +283,31 @@ def identify(
             ranks = (s[kr] >= g[:, None]).sum(dim=1)
             gen_all[a + kr.numpy()] = g.numpy()
             ranks_all[a + kr.numpy()] = ranks.numpy()
-        # impostors: every column but the true one (all columns for unknown probes); stored as
-        # float32, the precision the scores are computed in
-        if not sampled:
-            mask = np.ones_like(sn, dtype=bool)
-            kn = known.numpy()
-            mask[np.nonzero(kn)[0], true_ids[a:b][kn]] = False
-            imps.append(sn[mask].astype(np.float32))
-        else:  # a uniform sample (with replacement) of each probe's impostor columns
-            for r in range(b - a):
-                tr = int(true_ids[a + r])
-                if tr >= 0:
-                    cols = rng.integers(0, n_ids - 1, size=budget)
-                    cols[cols >= tr] += 1  # skip the true column
-                else:
-                    cols = rng.integers(0, n_ids, size=budget)
-                imps.append(sn[r, cols].astype(np.float32))
+        imps.extend(_chunk_impostors(sn, true_ids[a:b], budget=budget, sampled=sampled, rng=rng))
         tv, ti = torch.topk(s, k, dim=1)
         top_ids[a:b] = ti.numpy()
         top_sc[a:b] = tv.numpy()
         report(progress, b, P)
     res = _ident_result(true_ids, n_ids, ranks_all, gen_all, imps, top_ids, top_sc, impostors_sampled=sampled)
     return (res, matrix) if keep_matrix else res
+
+
+def _impostor_ids(rng, n_ids: int, true_id: int, count: int) -> list[int]:
+    """A uniform sample of `count` identities other than the true one (without replacement)."""
+    m = min(count, n_ids - (1 if true_id >= 0 else 0))
+    pool = rng.choice(n_ids, size=min(n_ids, m + 1), replace=False)
+    return [int(i) for i in pool if i != true_id][:m]
+
+
+def _rerank(scorer, probe: int, cand: np.ndarray, true_id: int, imp_ids: list[int]):
+    """One probe's per-image scores of its shortlist, its impostor sample and its true identity
+    (each identity scored once) -> (shortlist scores [k], impostor scores, genuine score or None)."""
+    extra = [true_id] if true_id >= 0 and true_id not in cand else []
+    ids = np.unique(np.r_[cand, extra, imp_ids].astype(np.int64))
+    lookup = dict(zip(ids.tolist(), scorer.scores_for(probe, ids).tolist()))
+    cand_sc = np.array([lookup[int(i)] for i in cand])
+    imp_sc = np.array([lookup[i] for i in imp_ids], dtype=np.float32)
+    return cand_sc, imp_sc, (lookup[true_id] if true_id >= 0 else None)
 
 
 def identify_shortlist(
@@ -318,30 +342,16 @@ def identify_shortlist(
         for r in range(b - a):
             p = a + r
             t = int(true_ids[p])
-            cand = short[r]
-            extra = []
-            if t >= 0 and t not in cand:
-                extra.append(t)
-            # uniform impostor sample, independent of the shortlist (unbiased FAR)
-            m = min(impostors_per_probe, n_ids - (1 if t >= 0 else 0))
-            pool = rng.choice(n_ids, size=min(n_ids, m + 1), replace=False)
-            imp_ids = [int(i) for i in pool if i != t][:m]
-            ids = np.unique(np.r_[cand, extra, imp_ids].astype(np.int64))
-            sc = qaconv.scores_for(p, ids)
-            lookup = dict(zip(ids.tolist(), sc.tolist()))
-            cand_sc = np.array([lookup[int(i)] for i in cand])
+            imp_ids = _impostor_ids(rng, n_ids, t, impostors_per_probe)  # independent of the shortlist: unbiased FAR
+            cand_sc, imp_sc, g = _rerank(qaconv, p, short[r], t, imp_ids)
             order = np.argsort(-cand_sc, kind="stable")
-            top_ids[p] = cand[order]
-            top_sc[p] = cand_sc[order]
+            top_ids[p], top_sc[p] = short[r][order], cand_sc[order]
             if imp_ids:
-                imps.append(np.array([lookup[i] for i in imp_ids], dtype=np.float32))
+                imps.append(imp_sc)
             if t >= 0:
-                g = lookup[t]
                 gen_all[p] = g
-                if t in cand:
-                    ranks_all[p] = int(np.sum(cand_sc >= g))  # includes itself: 1-based, ties pessimistic
-                else:
-                    ranks_all[p] = k + 1
+                # rank includes itself: 1-based, ties pessimistic; outside the shortlist: k + 1
+                ranks_all[p] = int(np.sum(cand_sc >= g)) if t in short[r] else k + 1
         report(progress, b, P)
     return _ident_result(
         true_ids, n_ids, ranks_all, gen_all, imps, top_ids, top_sc, impostors_sampled=True, shortlist_k=k,

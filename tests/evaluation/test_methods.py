@@ -1,0 +1,85 @@
+"""Every registered scoring method meets one contract (parametrised over `list_methods()`):
+identification scores are finite [P, I]; with one gallery image per identity they equal the
+method's pair scores of the same (probe, gallery) pairs (composite methods normalise differently
+and are checked for shape only); a model that lacks what a method needs is told why."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from occtool.evaluation import Scoring, create_method, features_from_maps, list_methods
+from occtool.evaluation.methods import IdentContext, PairContext, resolve_methods
+from occtool.errors import ConfigError
+from occtool.matching import QAConvMatcher
+from occtool.matching.visibility_matched import output_layer_bias
+from occtool.models import FaceModel, build_backbone
+
+P, G = 5, 4
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    model = FaceModel(backbone=build_backbone("mobilefacenet"), neck_channels=16).eval()
+    maps = torch.rand(P + G, 512, 7, 7)
+    views = [maps, torch.flip(maps, dims=[3])]
+    feats = features_from_maps(model, views, device="cpu", with_maps=True, with_contributions=True)
+    scoring = Scoring(matcher=QAConvMatcher(num_features=16, height=7, width=7).eval(), has_visibility=True,
+                      output_layer_affine=True, matched_bias=output_layer_bias(model.backbone), views=2)
+    return feats, scoring
+
+
+def _split(feats):
+    from occtool.evaluation.extract import Features
+
+    def rows(idx):
+        sel = torch.as_tensor(idx)
+        pick = lambda t: None if t is None else t[sel]  # noqa: E731
+        return Features(embeddings=feats.embeddings[sel], match_maps=pick(feats.match_maps),
+                        occlusion=pick(feats.occlusion), ok_mask=np.ones(len(idx), bool), paths=[], hashes=[],
+                        occ_embeddings=pick(feats.occ_embeddings), contributions=pick(feats.contributions),
+                        visibility_views=pick(feats.visibility_views))
+
+    return rows(np.arange(P)), rows(np.arange(P, P + G))
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_method_contract(name, setup):
+    feats, scoring = setup
+    method = create_method(name)
+    assert method.name == name and method.unavailable(scoring) is None
+    for f in method.needs:
+        assert getattr(feats, f) is not None, f
+    probes, gallery = _split(feats)
+    ctx = IdentContext(probes=probes, gallery=gallery, p_rows=np.arange(P), g_rows=np.arange(G),
+                       g_labels=np.arange(G), true_ids=np.array([0, 1, 2, 3, -1]), n_ids=G, scoring=scoring,
+                       device=torch.device("cpu"), requested=(name,))
+    ident = method.identity_scorer(ctx).identity_scores(slice(0, P)).double().numpy()
+    assert ident.shape == (P, G) and np.isfinite(ident).all()
+    ia, ib = np.repeat(np.arange(P), G), np.tile(np.arange(P, P + G), P)
+    pairs = method.pair_scores(PairContext(feats=feats, ia=ia, ib=ib, scoring=scoring, device=torch.device("cpu"),
+                                           requested=(name,)))
+    assert pairs.shape == (P * G,) and np.isfinite(pairs).all()
+    if not getattr(method, "composite", False):
+        np.testing.assert_allclose(ident.reshape(-1), pairs, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_unavailable_methods_say_why(name):
+    bare = Scoring()  # no matcher, no visibility
+    why = create_method(name).unavailable(bare)
+    if name == "cosine":
+        assert why is None
+    else:
+        assert isinstance(why, str) and why
+        with pytest.raises(ConfigError, match=name):
+            resolve_methods([name], bare)
+
+
+def test_default_methods_leave_on_request_ones_out(setup):
+    _, scoring = setup
+    auto = resolve_methods(None, scoring)
+    assert "fused" not in auto and auto == [m for m in list_methods() if m != "fused"]
+    assert resolve_methods("fused,cosine,fused", scoring) == ["fused", "cosine"]
