@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from occtool.errors import ConfigError, DataError
+from occtool.evaluation.metrics import DEFAULT_FARS
 
 
 @dataclass
@@ -29,7 +30,7 @@ class EvalGalleryConfig:
     methods: list[str] = field(default_factory=lambda: ["auto"])
     flip: bool = True
     threshold: Optional[float] = None
-    fars: list[float] = field(default_factory=lambda: [1e-3, 1e-2])
+    fars: list[float] = field(default_factory=lambda: list(DEFAULT_FARS))
     shortlist_k: Optional[int] = None  # None: auto (cosine top-100 shortlist above 10,000 gallery images)
     max_impostors: int = 50_000_000  # above this many impostor pairs, a uniform sample is scored
     # running

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from occtool.data.images import list_identity_tree
+from tests.conftest import shared_or_skip
 from occtool.evaluation import evaluate_gallery, load_eval_model
 from occtool.models import FaceModel, build_backbone, default_weights, inference_copy, save_model_checkpoint
 from occtool.training.config import ProbeOcclusionConfig
@@ -19,15 +20,16 @@ METHODS = ("cosine", "cosine_occ", "cosine_occ_matched", "qaconv", "qaconv_occ",
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, lfw_six_module):
+def checkpoint(tmp_path_factory, lfw_six):
     """Pretrained MobileFaceNet + an occlusion head and neck whose BatchNorms are calibrated on
     real faces (so visibilities are not constant), and an untrained QAConv head marked trained."""
+    shared_or_skip("occluders", "masktheface")
     from occtool.matching import QAConvMatcher
 
     torch.manual_seed(0)
     model = FaceModel(backbone=build_backbone("mobilefacenet", weights=default_weights("mobilefacenet")),
                       neck_channels=32)
-    imgs = np.stack([np.asarray(Image.open(r.path).convert("RGB")) for r in list_identity_tree(lfw_six_module)])
+    imgs = np.stack([np.asarray(Image.open(r.path).convert("RGB")) for r in list_identity_tree(lfw_six)])
     from occtool.models import preprocess
 
     for m in list(model.head.modules()) + list(model.neck.modules()):
@@ -46,22 +48,6 @@ def checkpoint(tmp_path_factory, lfw_six_module):
     return path
 
 
-@pytest.fixture(scope="module")
-def lfw_six_module(tmp_path_factory):
-    from tests.conftest import shared_or_skip
-
-    src = shared_or_skip("data", "lfw_aligned112", "images")
-    shared_or_skip("weights", "mobilefacenet", "mobilefacenet.pt")
-    shared_or_skip("occluders", "masktheface")
-    root = tmp_path_factory.mktemp("lfw") / "tree"
-    people = [p for p in sorted(src.iterdir()) if p.is_dir() and len(list(p.iterdir())) >= 4][:8]
-    for person in people:
-        (root / person.name).mkdir(parents=True)
-        for img in sorted(person.iterdir())[:4]:
-            (root / person.name / img.name).symlink_to(img)
-    return root
-
-
 def _write(images: np.ndarray, ids, root) -> None:
     for k, (img, ident) in enumerate(zip(images, ids)):
         (root / ident).mkdir(parents=True, exist_ok=True)
@@ -69,11 +55,11 @@ def _write(images: np.ndarray, ids, root) -> None:
 
 
 @pytest.mark.slow
-def test_validation_equals_eval_gallery(lfw_six_module, checkpoint, tmp_path):
+def test_validation_equals_eval_gallery(lfw_six, checkpoint, tmp_path):
     from occtool.models import load_model_checkpoint
 
     ck = load_model_checkpoint(checkpoint)
-    evalset = build_eval_set("v", list_identity_tree(lfw_six_module), occlusion_cfg=ProbeOcclusionConfig(), seed=3)
+    evalset = build_eval_set("v", list_identity_tree(lfw_six), occlusion_cfg=ProbeOcclusionConfig(), seed=3)
     teacher = inference_copy(ck.model.backbone, "cpu")
     prepare(evalset, teacher, device="cpu", batch_size=16)
     set_baseline(evalset, teacher, device="cpu")
