@@ -1,4 +1,5 @@
-"""Configs of the occlusion synthesis and of `occtool augment` (plain dataclasses, no heavy imports).
+"""Configs of the occlusion synthesis and of `occtool augment` (dataclasses; the occluder list and
+their default weights come from the occluder registry).
 
 `SynthesisConfig` is what `OcclusionSynthesizer` (and so training on the fly) needs;
 `AugmentConfig` extends it with the batch command's settings. Override any key with
@@ -7,48 +8,40 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
-OCCLUDER_NAMES = (
-    "medical_mask",
-    "rectangles",
-    "sunglasses",
-    "hand",
-    "scarf",
-    "eyeglasses",
-    "steam",
-    "liquid",
-    "visor",
+from occtool.augment.occluders import MASK_TYPES, default_occluder_weights, list_occluders
+
+# Derived from the occluder registry (occtool.augment.occluders): registration order.
+OCCLUDER_NAMES = tuple(list_occluders())
+OPAQUE_OCCLUDERS = tuple(list_occluders("opaque"))
+TRANSPARENT_OCCLUDERS = tuple(list_occluders("transparent"))
+
+
+def _as_dict(self) -> dict[str, float]:
+    return {f.name: float(getattr(self, f.name)) for f in fields(self)}
+
+
+# One float field per registered occluder, defaulting to its registered weight, so a new
+# occluder file brings its `weights.<name>` key (YAML / --set) with it.
+OccluderWeights = make_dataclass(
+    "OccluderWeights",
+    [(name, float, field(default=weight)) for name, weight in default_occluder_weights().items()],
+    namespace={
+        "as_dict": _as_dict,
+        "__doc__": "Relative weights for choosing the one occluder of an occluded copy (normalised to sum 1; "
+        "0 disables an occluder); one field per registered occluder. Whether a copy is occluded at all is "
+        "`keep_clean`.",
+    },
 )
-OPAQUE_OCCLUDERS = ("medical_mask", "rectangles", "sunglasses", "hand", "scarf")
-TRANSPARENT_OCCLUDERS = ("eyeglasses", "steam", "liquid", "visor")
-MEDICAL_MASK_TYPES = ("surgical", "surgical_blue", "surgical_green", "N95", "KN95", "cloth", "gas")
-
-
-@dataclass
-class OccluderWeights:
-    """Relative weights for choosing the one occluder of an occluded copy (normalised to sum 1;
-    0 disables an occluder). Whether a copy is occluded at all is `keep_clean`."""
-
-    medical_mask: float = 0.3
-    rectangles: float = 0.1
-    sunglasses: float = 0.1
-    hand: float = 0.1
-    scarf: float = 0.08
-    eyeglasses: float = 0.08
-    steam: float = 0.08
-    liquid: float = 0.08
-    visor: float = 0.08
-
-    def as_dict(self) -> dict[str, float]:
-        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
+OccluderWeights.__module__ = __name__  # pickles (worker processes) and reprs as this module's class
 
 
 @dataclass
 class MedicalMaskConfig:
-    types: list[str] = field(default_factory=lambda: list(MEDICAL_MASK_TYPES))
+    types: list[str] = field(default_factory=lambda: list(MASK_TYPES))
     templates_dir: Optional[Path] = None  # MaskTheFace folder (masks.cfg + templates/); None: ../shared
     turn_threshold: float = 0.12  # |nose offset| / inter-ocular distance above which _left/_right is used
     brightness: tuple[float, float] = (0.9, 1.05)
