@@ -19,8 +19,8 @@ from occtool.augment import (
     register_occluder,
 )
 from occtool.augment.occluders import default_occluder_weights, occluder_type
-from occtool.config import load_config
 from occtool.augment.config import SynthesisConfig
+from occtool.config import load_config
 from occtool.errors import ConfigError
 
 FAMILIES = ["medical_mask", "rectangles", "sunglasses", "hand", "scarf", "eyeglasses", "steam", "liquid", "visor"]
@@ -56,7 +56,10 @@ def test_create_occluder_reads_config_and_reports_errors():
     assert build_occluder("steam").opacity == (0.3, 0.7)
     with pytest.raises(ConfigError, match="unknown occluder 'umbrella'.*medical_mask"):
         create_occluder("umbrella")
-    bad = load_config(SynthesisConfig, overrides=["transparent.opacity=[0.0,1.0]"])
+    with pytest.raises(ConfigError, match=r"^transparent.opacity: expected \[min, max\]"):
+        load_config(SynthesisConfig, overrides=["transparent.opacity=[0.0,1.0]"])
+    bad = SynthesisConfig()
+    bad.transparent.opacity = (0.0, 1.0)  # mutated after its checks: the occluder still refuses it
     with pytest.raises(ConfigError, match="steam: opacity"):
         create_occluder("steam", bad)
 
