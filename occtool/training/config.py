@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from occtool.augment.config import OCCLUDER_NAMES, OccluderWeights, SynthesisConfig
-from occtool.config import ConfigValueError, check_device, check_range, check_subset
+from occtool.config import ConfigValueError, check_choice, check_device, check_range, check_subset
+from occtool.models.registry import list_backbones
 
 
 def _medical_only_weights() -> OccluderWeights:
@@ -81,7 +82,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = "mobilefacenet"  # mobilefacenet | ir18 | ir34 | ir50 | ir100
+    backbone: str = "mobilefacenet"  # a registered backbone (occtool.models.list_backbones()): mobilefacenet, ir18, ...
     # Backbone weights: "default" (the shipped weights of the backbone, if any), a path, or
     # null for random initialisation.
     weights: Optional[str] = "default"
@@ -96,6 +97,7 @@ class ModelConfig:
     train_output_layer: bool = False
 
     def __post_init__(self) -> None:
+        check_choice("backbone", self.backbone, list_backbones())
         check_range("hidden_channels", self.hidden_channels, lo=1)
         check_range("neck_channels", self.neck_channels, lo=1, optional=True)
 

@@ -18,6 +18,7 @@ from occtool.errors import ConfigError
 from occtool.training.config import TrainConfig
 
 TRAIN = [
+    ("model.backbone=resnet9", "model.backbone: expected one of mobilefacenet, ir18, ir34, ir50, ir100, got 'resnet9'"),
     ("model.hidden_channels=0", "model.hidden_channels: expected a number >= 1"),
     ("model.neck_channels=-1", "model.neck_channels: expected a number >= 1 or null"),
     ("data.k=0", "data.k: expected a number >= 1"),
