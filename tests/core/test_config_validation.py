@@ -18,7 +18,7 @@ from occtool.errors import ConfigError
 from occtool.training.config import TrainConfig
 
 TRAIN = [
-    ("model.backbone=resnet9", "model.backbone: expected one of mobilefacenet, ir18, ir34, ir50, ir100, got 'resnet9'"),
+    ("model.backbone=resnet9", "model.backbone: expected one of mobilefacenet, ir18, ir34, ir50, ir100"),
     ("model.hidden_channels=0", "model.hidden_channels: expected a number >= 1"),
     ("model.neck_channels=-1", "model.neck_channels: expected a number >= 1 or null"),
     ("data.k=0", "data.k: expected a number >= 1"),
@@ -39,7 +39,7 @@ TRAIN = [
     ("validation.batch_size=0", "validation.batch_size:"),
     ("validation.every_epochs=0", "validation.every_epochs:"),
     ("validation.probe_occlusion.transparent.opacity=[0.5,0.2]", "validation.probe_occlusion.transparent.opacity: expected [min, max]"),
-    ("test.families=[umbrella]", "test.families: expected any of medical_mask, rectangles"),
+    ("test.families=[no_such_occluder]", "test.families: expected any of medical_mask, rectangles"),
     ("checkpoint.keep_last=-1", "checkpoint.keep_last:"),
     ("debug.stop_after_steps=0", "debug.stop_after_steps:"),
     ("device=bogus", "device: expected auto, cpu, cuda or cuda:N, got 'bogus'"),
