@@ -3,11 +3,17 @@
 Every command defines a (possibly nested) dataclass. `load_config` starts from its defaults,
 applies a YAML mapping, then `key=value` overrides (dotted keys reach nested dataclasses).
 Unknown keys and values of the wrong type are `ConfigError`s naming the key.
+
+Configs validate their values in `__post_init__` with the `check_*` helpers below, which raise
+`ConfigValueError(key, expectation, value)`; `from_dict` adds the section's dotted prefix, so the
+user reads one line such as `model.hidden_channels: expected an integer >= 1, got 0`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -69,7 +75,90 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = "") -> T:
     hints = typing.get_type_hints(cls)
     kwargs = {name: _coerce(hints[name], value, prefix + name) for name, value in data.items()}
     defaults = cls()  # type: ignore[call-arg]
-    return dataclasses.replace(defaults, **kwargs)
+    try:
+        return dataclasses.replace(defaults, **kwargs)  # runs cls.__post_init__ (its checks)
+    except ConfigValueError as exc:
+        raise exc.under(prefix) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Value checks for __post_init__ (keys relative to the config class; from_dict adds the section)
+
+
+class ConfigValueError(ConfigError):
+    """A config value out of its allowed range: `<key>: expected <expectation>, got <value>`."""
+
+    def __init__(self, key: str, expectation: str, value: Any) -> None:
+        self.key, self.expectation, self.value = key, expectation, value
+        super().__init__(f"{key}: expected {expectation}, got {value!r}")
+
+    def under(self, prefix: str) -> "ConfigValueError":
+        return ConfigValueError(prefix + self.key, self.expectation, self.value) if prefix else self
+
+
+def _range_text(lo, hi, lo_open: bool, hi_open: bool) -> str:
+    if lo is not None and hi is not None:
+        return f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f"{'>' if lo_open else '>='} {lo}"
+    return f"{'<' if hi_open else '<='} {hi}"
+
+
+def check_range(key: str, value: Any, *, lo: float | None = None, hi: float | None = None,
+                lo_open: bool = False, hi_open: bool = False, optional: bool = False) -> None:
+    """A finite number within [lo, hi] ((lo, ... with lo_open, ...) when hi_open); None allowed
+    when `optional`. Integer-typed fields are checked the same way (their type by from_dict)."""
+    if value is None and optional:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and lo is not None:
+        ok = value > lo if lo_open else value >= lo
+    if ok and hi is not None:
+        ok = value < hi if hi_open else value <= hi
+    if not ok:
+        what = "a number " + _range_text(lo, hi, lo_open, hi_open) if (lo is not None or hi is not None) else "a finite number"
+        raise ConfigValueError(key, what + (" or null" if optional else ""), value)
+
+
+def check_choice(key: str, value: Any, choices: Iterable[Any]) -> None:
+    """`value` one of `choices`."""
+    choices = list(choices)
+    if value not in choices:
+        raise ConfigValueError(key, "one of " + ", ".join(map(str, choices)), value)
+
+
+def check_subset(key: str, values: Iterable[Any], choices: Iterable[Any], *, allow_empty: bool = True) -> None:
+    """Every item of `values` one of `choices` (and at least one unless allow_empty)."""
+    choices, values = list(choices), list(values)
+    if any(v not in choices for v in values) or (not values and not allow_empty):
+        some = "any" if allow_empty else "one or more"
+        raise ConfigValueError(key, f"{some} of " + ", ".join(map(str, choices)), values)
+
+
+def check_interval(key: str, pair: Any, *, lo: float | None = None, hi: float | None = None,
+                   lo_open: bool = False, hi_open: bool = False) -> None:
+    """A (min, max) pair with min <= max, both within the range."""
+    ok = isinstance(pair, (list, tuple)) and len(pair) == 2
+    if ok:
+        try:
+            check_range(key, pair[0], lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open)
+            check_range(key, pair[1], lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open)
+        except ConfigValueError:
+            ok = False
+        ok = ok and pair[0] <= pair[1]
+    if not ok:
+        bounds = _range_text(lo, hi, lo_open, hi_open) if (lo is not None or hi is not None) else ""
+        raise ConfigValueError(key, f"[min, max] with min <= max{', both ' + bounds if bounds else ''}",
+                               list(pair) if isinstance(pair, tuple) else pair)
+
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_device(key: str, value: Any) -> None:
+    """A device string: auto (CUDA when available), cpu, cuda or cuda:N (no torch needed)."""
+    if not (isinstance(value, str) and DEVICE_PATTERN.fullmatch(value)):
+        raise ConfigValueError(key, "auto, cpu, cuda or cuda:N", value)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

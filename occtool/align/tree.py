@@ -16,6 +16,7 @@ from typing import Any, Literal, Optional
 
 import numpy as np
 
+from occtool.config import ConfigValueError, check_device, check_range
 from occtool.data.images import IMAGE_SUFFIXES, list_identity_tree
 from occtool.errors import DataError, OcctoolError
 from occtool.progress import ProgressFn, report
@@ -33,8 +34,19 @@ class AlignConfig:
     image_format: Literal["jpg", "png"] = "jpg"
     jpeg_quality: int = 95
     workers: int = 2
-    device: str = "cpu"
+    device: str = "auto"  # auto (CUDA when available), cpu, cuda, cuda:N
     weights: Optional[str] = None  # RetinaFace state dict; None = ../shared/weights/retinaface_mnet025
+
+    def __post_init__(self) -> None:
+        if min(self.size) < 16:
+            raise ConfigValueError("size", "[height, width], both >= 16", list(self.size))
+        check_range("score_threshold", self.score_threshold, lo=0.0, hi=1.0)
+        check_range("nms_iou", self.nms_iou, lo=0.0, hi=1.0, lo_open=True)
+        check_range("max_side", self.max_side, lo=0)
+        check_range("fallback_crop", self.fallback_crop, lo=0.0, hi=1.0, lo_open=True)
+        check_range("jpeg_quality", self.jpeg_quality, lo=1, hi=100)
+        check_range("workers", self.workers, lo=1)
+        check_device("device", self.device)
 
 
 @dataclass
@@ -82,6 +94,7 @@ def _init_worker(cfg: AlignConfig, out_root: str) -> None:
 
         from occtool.align.aligner import FaceAligner
         from occtool.detect import RetinaFaceDetector
+        from occtool.device import resolve_device
 
         torch.set_num_threads(1)
         detector = RetinaFaceDetector(
@@ -89,7 +102,7 @@ def _init_worker(cfg: AlignConfig, out_root: str) -> None:
             score_threshold=cfg.score_threshold,
             nms_iou=cfg.nms_iou,
             max_side=cfg.max_side or None,
-            device=cfg.device,
+            device=resolve_device(cfg.device),
         )
         _STATE["aligner"] = FaceAligner(detector, size_hw=tuple(cfg.size), select=cfg.select)
     except Exception as exc:  # noqa: BLE001
@@ -165,17 +178,12 @@ def check_arguments(src: Path, out: Path, cfg: AlignConfig) -> None:
         raise DataError(f"data folder not found: {src}")
     if src.resolve() == out.resolve() or src.resolve() in out.resolve().parents:
         raise OcctoolError(f"--out {out} must not be SRC or inside it")
-    if cfg.workers < 1:
-        raise OcctoolError(f"workers must be >= 1, got {cfg.workers}")
-    if min(cfg.size) < 16:
-        raise OcctoolError(f"size must be at least 16x16, got {tuple(cfg.size)}")
-    if not 0.0 < cfg.fallback_crop <= 1.0:
-        raise OcctoolError(f"fallback_crop must be in (0, 1], got {cfg.fallback_crop}")
-    if not 1 <= cfg.jpeg_quality <= 100:
-        raise OcctoolError(f"jpeg_quality must be in 1..100, got {cfg.jpeg_quality}")
+    # the values themselves are checked by AlignConfig; here what depends on the machine
     from occtool.detect.paths import resolve_weights
+    from occtool.device import resolve_device
 
     resolve_weights(cfg.weights)
+    resolve_device(cfg.device)  # CUDA asked for but absent: fail before anything is written
 
 
 def plan_output_names(relpaths: list[str], image_format: str) -> list[str]:

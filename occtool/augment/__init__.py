@@ -5,8 +5,10 @@ rng=np.random.Generator) -> OcclusionResult(image, visibility float32 [H, W] (1 
 occluder, occlusion_class, detail)`; without landmarks the canonical 112x112 ArcFace template
 (scaled to the image) is used, i.e. aligned crops.
 
-- opaque: MedicalMask (MaskTheFace templates), Rectangles, Sunglasses, Hand, Scarf
-- transparent: Eyeglasses, Steam, Liquid, Visor (partial visibility where the face shows through)
+- occluders (`occtool.augment.occluders`, one file per family, registered: `list_occluders()`,
+  `create_occluder(name, config)`, `occluder_class(name)`):
+  opaque: MedicalMask (MaskTheFace templates), Rectangles, Sunglasses, Hand, Scarf;
+  transparent: Eyeglasses, Steam, Liquid, Visor (partial visibility where the face shows through)
 - OcclusionSynthesizer(config=SynthesisConfig()) picks one per image; feature_mask() gives the
   feature-resolution (7x7) area mean; OccludedFaceDataset wraps it all for training (torch);
   augment_tree() is `occtool augment`.
@@ -34,10 +36,23 @@ from occtool.augment.config import (
     SynthesisConfig,
     TransparentConfig,
 )
-from occtool.augment.medical import MASK_TYPES, MedicalMask
-from occtool.augment.opaque import Hand, Rectangles, Scarf, Sunglasses
+from occtool.augment.occluders import (
+    MASK_TYPES,
+    Eyeglasses,
+    Hand,
+    Liquid,
+    MedicalMask,
+    Rectangles,
+    Scarf,
+    Steam,
+    Sunglasses,
+    Visor,
+    create_occluder,
+    list_occluders,
+    occluder_class,
+    register_occluder,
+)
 from occtool.augment.synth import OcclusionSynthesizer, build_occluder
-from occtool.augment.transparent import Eyeglasses, Liquid, Steam, Visor
 
 __all__ = [
     "OCCLUSION_CLASSES",
@@ -67,6 +82,10 @@ __all__ = [
     "Visor",
     "augment_tree",
     "build_occluder",
+    "create_occluder",
+    "list_occluders",
+    "occluder_class",
+    "register_occluder",
     "composite",
     "derive_seed",
     "feature_mask",

@@ -338,7 +338,8 @@ class Occluder:
     `__call__(image uint8 RGB [H, W, 3], *, landmarks=None | [5, 2], rng) -> OcclusionResult`.
     With probability 1 - p the image comes back unchanged (occluder "none"). Without landmarks
     the canonical ArcFace template scaled to the image size is used (aligned crops).
-    Subclasses implement `_apply(image, frame, rng) -> (layer, alpha, detail)`.
+    Subclasses implement `_apply(image, frame, rng) -> (layer, alpha, detail)`; a family with
+    settings in `SynthesisConfig` overrides `from_config`.
     """
 
     name = "base"
@@ -365,6 +366,11 @@ class Occluder:
         layer, alpha, detail = self._apply(image, frame, rng)
         out, vis = composite(image, layer, alpha)
         return OcclusionResult(out, vis, self.name, self.occlusion_class, detail)
+
+    @classmethod
+    def from_config(cls, config, *, p: float = 1.0) -> "Occluder":
+        """The occluder with its settings from a `SynthesisConfig` (None: the class defaults)."""
+        return cls(p=p)
 
     def _apply(self, image: np.ndarray, frame: FaceFrame, rng: np.random.Generator):
         raise NotImplementedError

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from occtool.augment.config import AugmentConfig
-from occtool.errors import ConfigError, DataError
+from occtool.errors import DataError
 from occtool.progress import ProgressFn, report
 
 
@@ -171,17 +171,6 @@ def _tasks(records, landmarks_path: Path | None, cfg: AugmentConfig) -> list[_Ta
     return tasks
 
 
-def _check_config(cfg: AugmentConfig) -> None:
-    if cfg.copies < 1:
-        raise ConfigError(f"copies: expected >= 1, got {cfg.copies}")
-    if cfg.workers < 0:
-        raise ConfigError(f"workers: expected >= 0 (0 or 1: in this process), got {cfg.workers}")
-    if len(cfg.mask_size) != 2 or min(cfg.mask_size) < 1:
-        raise ConfigError(f"mask_size: expected two positive integers, got {cfg.mask_size}")
-    if not 1 <= cfg.jpeg_quality <= 100:
-        raise ConfigError(f"jpeg_quality: expected 1-100, got {cfg.jpeg_quality}")
-
-
 def augment_tree(
     src: str | Path,
     out: str | Path,
@@ -206,7 +195,6 @@ def augment_tree(
     from occtool.io import atomic_write_json, atomic_write_text, prepare_out_dir, write_config
 
     cfg = cfg or AugmentConfig()
-    _check_config(cfg)
     src = Path(src)
     records = list_identity_tree(src)
     landmarks_path = Path(landmarks) if landmarks is not None else None

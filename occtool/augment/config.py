@@ -1,4 +1,5 @@
-"""Configs of the occlusion synthesis and of `occtool augment` (plain dataclasses, no heavy imports).
+"""Configs of the occlusion synthesis and of `occtool augment` (dataclasses; the occluder list and
+their default weights come from the occluder registry).
 
 `SynthesisConfig` is what `OcclusionSynthesizer` (and so training on the fly) needs;
 `AugmentConfig` extends it with the batch command's settings. Override any key with
@@ -7,52 +8,58 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
-OCCLUDER_NAMES = (
-    "medical_mask",
-    "rectangles",
-    "sunglasses",
-    "hand",
-    "scarf",
-    "eyeglasses",
-    "steam",
-    "liquid",
-    "visor",
+from occtool.augment.occluders import MASK_TYPES, default_occluder_weights, list_occluders
+from occtool.augment.occluders.rectangles import RECT_FILLS
+from occtool.config import ConfigValueError, check_interval, check_range, check_subset
+
+# Derived from the occluder registry (occtool.augment.occluders): registration order.
+OCCLUDER_NAMES = tuple(list_occluders())
+OPAQUE_OCCLUDERS = tuple(list_occluders("opaque"))
+TRANSPARENT_OCCLUDERS = tuple(list_occluders("transparent"))
+
+
+def _as_dict(self) -> dict[str, float]:
+    return {f.name: float(getattr(self, f.name)) for f in fields(self)}
+
+
+def _check_weights(self) -> None:
+    for f in fields(self):
+        check_range(f.name, getattr(self, f.name), lo=0.0)
+
+
+# One float field per registered occluder, defaulting to its registered weight, so a new
+# occluder file brings its `weights.<name>` key (YAML / --set) with it.
+OccluderWeights = make_dataclass(
+    "OccluderWeights",
+    [(name, float, field(default=weight)) for name, weight in default_occluder_weights().items()],
+    namespace={
+        "as_dict": _as_dict,
+        "__post_init__": _check_weights,
+        "__doc__": "Relative weights for choosing the one occluder of an occluded copy (normalised to sum 1; "
+        "0 disables an occluder); one field per registered occluder. Whether a copy is occluded at all is "
+        "`keep_clean`.",
+    },
 )
-OPAQUE_OCCLUDERS = ("medical_mask", "rectangles", "sunglasses", "hand", "scarf")
-TRANSPARENT_OCCLUDERS = ("eyeglasses", "steam", "liquid", "visor")
-MEDICAL_MASK_TYPES = ("surgical", "surgical_blue", "surgical_green", "N95", "KN95", "cloth", "gas")
-
-
-@dataclass
-class OccluderWeights:
-    """Relative weights for choosing the one occluder of an occluded copy (normalised to sum 1;
-    0 disables an occluder). Whether a copy is occluded at all is `keep_clean`."""
-
-    medical_mask: float = 0.3
-    rectangles: float = 0.1
-    sunglasses: float = 0.1
-    hand: float = 0.1
-    scarf: float = 0.08
-    eyeglasses: float = 0.08
-    steam: float = 0.08
-    liquid: float = 0.08
-    visor: float = 0.08
-
-    def as_dict(self) -> dict[str, float]:
-        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
+OccluderWeights.__module__ = __name__  # pickles (worker processes) and reprs as this module's class
 
 
 @dataclass
 class MedicalMaskConfig:
-    types: list[str] = field(default_factory=lambda: list(MEDICAL_MASK_TYPES))
+    types: list[str] = field(default_factory=lambda: list(MASK_TYPES))
     templates_dir: Optional[Path] = None  # MaskTheFace folder (masks.cfg + templates/); None: ../shared
     turn_threshold: float = 0.12  # |nose offset| / inter-ocular distance above which _left/_right is used
     brightness: tuple[float, float] = (0.9, 1.05)
     recolor_cloth: float = 0.5  # probability of recolouring the (black) cloth mask
+
+    def __post_init__(self) -> None:
+        # types are checked against the templates' masks.cfg when the occluder is built
+        check_range("turn_threshold", self.turn_threshold, lo=0.0)
+        check_interval("brightness", self.brightness, lo=0.0, lo_open=True)
+        check_range("recolor_cloth", self.recolor_cloth, lo=0.0, hi=1.0)
 
 
 @dataclass
@@ -61,10 +68,18 @@ class RectanglesConfig:
     size: tuple[float, float] = (0.15, 0.45)  # side as a fraction of the image side
     fills: list[str] = field(default_factory=lambda: ["solid", "noise"])
 
+    def __post_init__(self) -> None:
+        check_interval("count", self.count, lo=1)
+        check_interval("size", self.size, lo=0.0, hi=1.0, lo_open=True)
+        check_subset("fills", self.fills, RECT_FILLS, allow_empty=False)
+
 
 @dataclass
 class TransparentConfig:
     opacity: tuple[float, float] = (0.3, 0.7)  # blend opacity where the face shows through; visibility = 1 - opacity
+
+    def __post_init__(self) -> None:
+        check_interval("opacity", self.opacity, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
 
 
 @dataclass
@@ -74,6 +89,9 @@ class SynthesisConfig:
     medical_mask: MedicalMaskConfig = field(default_factory=MedicalMaskConfig)
     rectangles: RectanglesConfig = field(default_factory=RectanglesConfig)
     transparent: TransparentConfig = field(default_factory=TransparentConfig)
+
+    def __post_init__(self) -> None:
+        check_range("keep_clean", self.keep_clean, lo=0.0, hi=1.0)
 
 
 @dataclass
@@ -86,3 +104,12 @@ class AugmentConfig(SynthesisConfig):
     jpeg_quality: int = 95
     missing_landmarks: Literal["error", "template"] = "error"  # image without a row in --landmarks
     keypoint_threshold: float = 0.5  # landmark covered (COCO 1) when visibility there < this
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("copies", self.copies, lo=1)
+        check_range("workers", self.workers, lo=0)  # 0 or 1: in this process
+        if min(self.mask_size) < 1:
+            raise ConfigValueError("mask_size", "[H, W], integers >= 1", list(self.mask_size))
+        check_range("jpeg_quality", self.jpeg_quality, lo=1, hi=100)
+        check_range("keypoint_threshold", self.keypoint_threshold, lo=0.0, hi=1.0)

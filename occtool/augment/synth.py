@@ -6,40 +6,14 @@ import numpy as np
 
 from occtool.augment.base import Occluder, OcclusionResult, check_image, clean_result
 from occtool.augment.config import OCCLUDER_NAMES, SynthesisConfig
+from occtool.augment.occluders import create_occluder
 from occtool.errors import ConfigError
 
 
 def build_occluder(name: str, config: SynthesisConfig | None = None, *, p: float = 1.0) -> Occluder:
-    """The occluder `name` (one of OCCLUDER_NAMES) with its settings from `config`."""
-    from occtool.augment.medical import MedicalMask
-    from occtool.augment.opaque import Hand, Rectangles, Scarf, Sunglasses
-    from occtool.augment.transparent import Eyeglasses, Liquid, Steam, Visor
-
-    cfg = config or SynthesisConfig()
-    opacity = tuple(cfg.transparent.opacity)
-    try:
-        if name == "medical_mask":
-            m = cfg.medical_mask
-            return MedicalMask(
-                types=m.types,
-                templates_dir=m.templates_dir,
-                turn_threshold=m.turn_threshold,
-                brightness=tuple(m.brightness),
-                recolor_cloth=m.recolor_cloth,
-                p=p,
-            )
-        if name == "rectangles":
-            r = cfg.rectangles
-            return Rectangles(count=tuple(r.count), size=tuple(r.size), fills=r.fills, p=p)
-        simple = {"sunglasses": Sunglasses, "hand": Hand, "scarf": Scarf}
-        if name in simple:
-            return simple[name](p=p)
-        transparent = {"eyeglasses": Eyeglasses, "steam": Steam, "liquid": Liquid, "visor": Visor}
-        if name in transparent:
-            return transparent[name](opacity=opacity, p=p)
-    except ValueError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
-    raise ConfigError(f"unknown occluder {name!r}; valid: {', '.join(OCCLUDER_NAMES)}")
+    """The occluder `name` (one of OCCLUDER_NAMES) with its settings from `config` (defaults when
+    None): `occtool.augment.occluders.create_occluder`."""
+    return create_occluder(name, config or SynthesisConfig(), p=p)
 
 
 class OcclusionSynthesizer:
@@ -53,12 +27,7 @@ class OcclusionSynthesizer:
 
     def __init__(self, *, config: SynthesisConfig | None = None):
         self.config = config or SynthesisConfig()
-        weights = self.config.weights.as_dict()
-        bad = {k: v for k, v in weights.items() if not (v >= 0.0 and np.isfinite(v))}
-        if bad:
-            raise ConfigError(f"occluder weights must be >= 0, got {bad}")
-        if not 0.0 <= self.config.keep_clean <= 1.0:
-            raise ConfigError(f"keep_clean: expected a fraction in [0, 1], got {self.config.keep_clean}")
+        weights = self.config.weights.as_dict()  # >= 0 and keep_clean in [0, 1]: checked by the config
         self.names = [n for n in OCCLUDER_NAMES if weights[n] > 0]
         if not self.names and self.config.keep_clean < 1.0:
             raise ConfigError("no occluder enabled (all weights are 0); set keep_clean=1 for clean copies only")

@@ -28,7 +28,6 @@ def align(
 ) -> None:
     """Detect faces and align them to the 112x112 five-point template (landmarks.csv, metrics.json)."""
     from occtool.align.tree import AlignConfig, align_tree, check_arguments
-    from occtool.device import resolve_device
     from occtool.io import prepare_out_dir
 
     options = {
@@ -40,7 +39,7 @@ def align(
         "max_side": max_side,
         "workers": workers,
         "weights": str(weights) if weights is not None else None,
-        "device": str(resolve_device(device)) if device != "auto" else None,
+        "device": device if device != "auto" else None,  # auto: the config's (default auto)
     }
     cfg = build_config(AlignConfig, config, sets, options)
     check_arguments(Path(src), Path(out), cfg)

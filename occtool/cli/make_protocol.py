@@ -6,22 +6,12 @@ people of some folds of a pairs file; optionally the probes from an occluded cop
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from occtool.cli.common import ConfigOption, ForceOption, SetOption, build_config, info
-
-
-@dataclass
-class MakeProtocolConfig:
-    pairs: Optional[Path] = None
-    folds: Optional[str] = None  # e.g. "6-10" (1-based, as in the LFW README)
-    probe_source: Optional[Path] = None
-    copy: bool = False
-    allow_missing: bool = False
 
 
 def make_protocol(
@@ -37,6 +27,7 @@ def make_protocol(
     force: bool = ForceOption,
 ) -> None:
     """Build a gallery/probe protocol as two identity trees."""
+    from occtool.data.protocol_config import MakeProtocolConfig
     from occtool.evaluation.protocol import build_protocol, write_protocol_trees
     from occtool.io import prepare_out_dir, write_config
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -63,20 +64,26 @@ class AdaFaceLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"D={self.embedding_dim}, N={self.num_classes}, m={self.m}, h={self.h}, s={self.s}, t_alpha={self.t_alpha}"
 
-    def _batch_stats(self, norms: Tensor) -> tuple[Tensor, Tensor] | None:
-        """Mean and unbiased std of the (global) batch's norms; None when fewer than 2 values."""
-        stats = torch.stack([norms.sum(), (norms * norms).sum(), torch.tensor(float(norms.numel()), device=norms.device)])
+    def _all_sum(self, values: Tensor) -> Tensor:
+        """values summed over the processes (a no-op with one)."""
         if self.world_size > 1:
-            import torch.distributed as dist
+            values = values.clone()
+            dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        return values
 
-            stats = stats.clone()
-            dist.all_reduce(stats, op=dist.ReduceOp.SUM)
-        total, total_sq, n = stats[0], stats[1], stats[2]
+    def _batch_stats(self, norms: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Mean and unbiased std of the (global) batch's norms; None when fewer than 2 values.
+
+        Two passes in float64 (mean, then the sum of squared deviations from it): the one-pass
+        sum(x^2) - n mean^2 in float32 cancels catastrophically when the norms vary little.
+        """
+        x = norms.detach().reshape(-1).to(torch.float64)
+        total, n = self._all_sum(torch.stack([x.sum(), torch.tensor(float(x.numel()), dtype=torch.float64, device=x.device)]))
         if float(n) < 2:
             return None
         mean = total / n
-        var = (total_sq - n * mean * mean) / (n - 1)
-        return mean, var.clamp_min(0.0).sqrt()
+        var = self._all_sum(((x - mean) ** 2).sum().reshape(1))[0] / (n - 1)
+        return mean.to(norms.dtype), var.clamp_min(0.0).sqrt().to(norms.dtype)
 
     def logits(self, embeddings: Tensor, norms: Tensor, labels: Tensor) -> Tensor:
         check_shape("embeddings", embeddings.shape, f"[B, {self.embedding_dim}]",

@@ -1,6 +1,8 @@
 """Face backbones, the occlusion head and the combined FaceModel.
 
-Backbones (`build_backbone(name, *, weights=None)`, `list_backbones()`):
+Backbones (registry `occtool.models.registry`: `create_backbone(name, *, weights=None)` (alias
+`build_backbone`), `list_backbones()`, `default_weights(name)`; each architecture module
+registers itself with `@register_backbone`, and is imported below so that it does):
 - ``mobilefacenet``: MobileFaceNet, 128-d embedding, feature map 512 x 7 x 7 (conv2, after
   ReLU6); input RGB, ImageNet mean/std. Pretrained weights: `default_weights("mobilefacenet")`
   = ../shared/weights/mobilefacenet/mobilefacenet.pt (equal to the shipped ONNX model).
@@ -20,22 +22,18 @@ backbone + OcclusionHead (+ optional neck for QAConv matching maps). Checkpoints
 `fuse_for_inference(model)` folds BatchNorms into convs for faster eval-only use.
 """
 
-from occtool.models.backbone import (
-    Backbone,
-    BackboneOutput,
-    build_backbone,
-    default_weights,
-    l2_normalize,
-    list_backbones,
-)
+# The architectures: importing them registers them (order = list_backbones() order).
+from occtool.models.mobilefacenet import MobileFaceNet  # isort: skip
+from occtool.models.iresnet import IResNet  # isort: skip
+
+from occtool.models.base import Backbone, BackboneOutput, l2_normalize
 from occtool.models.checkpoint import LoadedCheckpoint, load_model_checkpoint, save_model_checkpoint
 from occtool.models.face_model import FaceModel, FaceOutput
 from occtool.models.fuse import fuse_for_inference, inference_copy
-from occtool.models.iresnet import IResNet
 from occtool.models.keymap import detect_layout, from_native, to_native
-from occtool.models.mobilefacenet import MobileFaceNet
 from occtool.models.occlusion_head import OcclusionHead
 from occtool.models.preprocess import DTypeError, InputSpec, preprocess, resize_to
+from occtool.models.registry import build_backbone, create_backbone, default_weights, list_backbones, register_backbone
 from occtool.models.weights import load_strict, read_state_dict
 
 __all__ = [
@@ -50,6 +48,7 @@ __all__ = [
     "MobileFaceNet",
     "OcclusionHead",
     "build_backbone",
+    "create_backbone",
     "default_weights",
     "detect_layout",
     "from_native",
@@ -61,6 +60,7 @@ __all__ = [
     "load_strict",
     "preprocess",
     "read_state_dict",
+    "register_backbone",
     "resize_to",
     "save_model_checkpoint",
     "to_native",

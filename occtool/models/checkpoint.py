@@ -22,8 +22,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from occtool import __version__
 from occtool.errors import CheckpointError
+from occtool.io import atomic_save
+from occtool.matching import QAConvMatcher
 from occtool.models.face_model import FaceModel
+from occtool.models.preprocess import InputSpec
+from occtool.models.registry import create_backbone
 from occtool.models.weights import load_strict, torch_load_safe
 
 FORMAT = "occtool"
@@ -89,9 +94,6 @@ def save_model_checkpoint(
     extra: dict | None = None,
 ) -> Path:
     """Write model (+ matcher), config and extra to `path` atomically; returns the path."""
-    from occtool import __version__
-    from occtool.io import atomic_save
-
     model = _unwrap(model)
     if not isinstance(model, FaceModel):
         raise TypeError(f"model: expected a FaceModel, got {type(model).__name__}")
@@ -132,15 +134,12 @@ def load_model_checkpoint(path: str | Path, *, map_location="cpu") -> LoadedChec
     Both come back in eval mode, on `map_location` when it names a device. CheckpointError on a
     missing file, a file that is not an occtool checkpoint, or weights that do not match.
     """
-    from occtool.models.backbone import build_backbone
-    from occtool.models.preprocess import InputSpec
-
     path = Path(path)
     ckpt = torch_load_safe(path, map_location="cpu", what="checkpoint")
     if not isinstance(ckpt, Mapping) or ckpt.get("format") != FORMAT:
         raise CheckpointError(
             f"{path}: not an occtool checkpoint (no format='occtool' entry); "
-            "plain backbone weights load with build_backbone(name, weights=...)"
+            "plain backbone weights load with create_backbone(name, weights=...)"
         )
     version = ckpt.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
@@ -151,7 +150,7 @@ def load_model_checkpoint(path: str | Path, *, map_location="cpu") -> LoadedChec
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: malformed occtool checkpoint (model entry lacks {exc})") from None
     try:
-        backbone = build_backbone(name, variant=m.get("backbone_variant"))
+        backbone = create_backbone(name, variant=m.get("backbone_variant"))
         model = FaceModel(backbone=backbone, hidden_channels=hidden, neck_channels=neck)
     except Exception as exc:  # noqa: BLE001 - a bad description is a bad checkpoint
         raise CheckpointError(f"{path}: cannot rebuild the model it describes ({exc})") from None
@@ -162,10 +161,6 @@ def load_model_checkpoint(path: str | Path, *, map_location="cpu") -> LoadedChec
     matcher = None
     if ckpt.get("matcher") is not None:
         mm = ckpt["matcher"]
-        try:
-            from occtool.matching import QAConvMatcher
-        except ImportError as exc:
-            raise CheckpointError(f"{path}: holds a QAConv matcher but occtool.matching cannot be imported ({exc})") from None
         try:
             matcher = QAConvMatcher(num_features=mm["num_features"], height=mm["height"], width=mm["width"])
         except (KeyError, TypeError) as exc:

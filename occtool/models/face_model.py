@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from occtool.errors import ShapeError
-from occtool.models.backbone import Backbone
+from occtool.models.base import Backbone
 from occtool.models.occlusion_head import OcclusionHead
 
 

@@ -21,15 +21,12 @@ import torch
 from torch import nn
 
 from occtool.errors import ConfigError
-from occtool.models.backbone import Backbone
+from occtool.models.base import Backbone
+from occtool.models.keymap import STAGE_BLOCKS, to_native
 from occtool.models.preprocess import HALF_BGR, HALF_RGB
+from occtool.models.registry import register_backbone
+from occtool.models.weights import load_strict
 
-STAGE_BLOCKS: dict[int, tuple[int, int, int, int]] = {
-    18: (2, 2, 2, 2),
-    34: (3, 4, 6, 3),
-    50: (3, 4, 14, 3),
-    100: (3, 13, 30, 3),
-}
 STAGE_CHANNELS = (64, 128, 256, 512)
 VARIANTS = ("arcface", "adaface")
 
@@ -156,6 +153,27 @@ class IResNet(Backbone):
 
     def embed_raw(self, feature_map: torch.Tensor) -> torch.Tensor:
         return self.net.head(feature_map)
+
+
+def _ir_factory(depth: int):
+    def build(*, state=None, variant: str | None = None, source: str = "weights", dropout: float | None = None) -> IResNet:
+        """ir{depth}: random init in `variant` (default arcface), or loaded from `state` in
+        either key layout (the layout found decides the variant)."""
+        if state is None:
+            return IResNet(depth=depth, variant=variant or "arcface", dropout=dropout)
+        native, layout = to_native(state, depth=depth, source=source)
+        if variant is not None and variant != layout:
+            raise ConfigError(f"variant={variant!r} requested but the weights are in the {layout} layout")
+        model = IResNet(depth=depth, variant=layout, dropout=dropout)
+        load_strict(model.net, native, what=f"ir{depth} weights ({layout} layout, {source})")
+        return model
+
+    build.__name__ = f"ir{depth}"
+    return build
+
+
+for _depth in STAGE_BLOCKS:  # ir18, ir34, ir50, ir100
+    register_backbone(f"ir{_depth}")(_ir_factory(_depth))
 
 
 __all__ = ["IBasicBlock", "IResNet", "IResNetNet", "STAGE_BLOCKS", "VARIANTS", "has_conv_shortcut"]

@@ -22,7 +22,15 @@ from collections.abc import Mapping
 import torch
 
 from occtool.errors import CheckpointError
-from occtool.models.iresnet import STAGE_BLOCKS
+
+# IR-ResNet blocks per stage, by depth: the network (occtool.models.iresnet) and its key layouts
+# here both need them; they live here so that iresnet.py can import this module.
+STAGE_BLOCKS: dict[int, tuple[int, int, int, int]] = {
+    18: (2, 2, 2, 2),
+    34: (3, 4, 6, 3),
+    50: (3, 4, 14, 3),
+    100: (3, 13, 30, 3),
+}
 
 LAYOUTS = ("arcface", "adaface")
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from occtool.models.backbone import Backbone
+from occtool.errors import ConfigError
+from occtool.models.base import Backbone
 from occtool.models.preprocess import IMAGENET_RGB
+from occtool.models.registry import register_backbone
+from occtool.models.weights import load_strict
 
 # (expansion t, out channels c, repeats n, first stride s)
 BLOCK_SETTINGS = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
@@ -138,6 +141,17 @@ class MobileFaceNet(Backbone):
 
     def embed_raw(self, feature_map: torch.Tensor) -> torch.Tensor:
         return self.net.head(feature_map)
+
+
+@register_backbone("mobilefacenet", default_weights=("weights", "mobilefacenet", "mobilefacenet.pt"))
+def mobilefacenet(*, state=None, variant: str | None = None, source: str = "weights") -> MobileFaceNet:
+    """MobileFaceNet, random-initialised or loaded strictly from `state` (no variants)."""
+    if variant is not None:
+        raise ConfigError(f"mobilefacenet has no variants, got variant={variant!r}")
+    model = MobileFaceNet()
+    if state is not None:
+        load_strict(model.net, state, what=f"mobilefacenet weights ({source})")
+    return model
 
 
 __all__ = ["MobileFaceNet", "MobileFaceNetNet"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -107,8 +108,6 @@ def resize_to(images, size_hw: tuple[int, int]):
         batch = images if images.ndim == 4 else images[None]
         if batch.shape[1:3] == (th, tw):
             return images
-        import cv2
-
         shrink = batch.shape[1] * batch.shape[2] > th * tw
         interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
         out = np.stack([cv2.resize(img, (tw, th), interpolation=interp).reshape(th, tw, -1) for img in batch])

@@ -1,7 +1,8 @@
 """`occtool train` configuration: dataclasses with defaults <- YAML <- CLI options <- --set.
 
 Sections: data / model / loss / optim / schedule / validation / test / checkpoint / debug.
-Every key is documented next to its default; unknown keys are errors (occtool.config).
+Every key is documented next to its default; unknown keys are errors (occtool.config), and every
+value is range-checked by its section's `__post_init__` (ConfigError naming the key).
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-from occtool.augment.config import OccluderWeights, SynthesisConfig
+from occtool.augment.config import OCCLUDER_NAMES, OccluderWeights, SynthesisConfig
+from occtool.config import ConfigValueError, check_choice, check_device, check_range, check_subset
+from occtool.models.registry import list_backbones
 
 
 def _medical_only_weights() -> OccluderWeights:
@@ -66,10 +69,20 @@ class DataConfig:
     cache_dir: Optional[str] = None  # where to keep the cache between runs (None: memory only)
     cache_batch_size: int = 64
 
+    def __post_init__(self) -> None:
+        check_range("min_images", self.min_images, lo=1)
+        check_range("max_identities", self.max_identities, lo=1, optional=True)
+        check_range("p", self.p, lo=1)
+        check_range("k", self.k, lo=1)
+        check_range("load_threads", self.load_threads, lo=1)
+        check_range("cache_views", self.cache_views, lo=1)
+        check_range("cache_clean_views", self.cache_clean_views, lo=0, hi=self.cache_views)
+        check_range("cache_batch_size", self.cache_batch_size, lo=1)
+
 
 @dataclass
 class ModelConfig:
-    backbone: str = "mobilefacenet"  # mobilefacenet | ir18 | ir34 | ir50 | ir100
+    backbone: str = "mobilefacenet"  # a registered backbone (occtool.models.list_backbones()): mobilefacenet, ir18, ...
     # Backbone weights: "default" (the shipped weights of the backbone, if any), a path, or
     # null for random initialisation.
     weights: Optional[str] = "default"
@@ -83,6 +96,11 @@ class ModelConfig:
     # with a frozen body: the layer that makes the occlusion-aware embedding embed(fm * v).
     train_output_layer: bool = False
 
+    def __post_init__(self) -> None:
+        check_choice("backbone", self.backbone, list_backbones())
+        check_range("hidden_channels", self.hidden_channels, lo=1)
+        check_range("neck_channels", self.neck_channels, lo=1, optional=True)
+
 
 @dataclass
 class AdaFaceConfig:
@@ -90,6 +108,12 @@ class AdaFaceConfig:
     h: float = 0.333
     s: float = 64.0
     t_alpha: float = 0.01
+
+    def __post_init__(self) -> None:
+        check_range("m", self.m, lo=0.0)
+        check_range("h", self.h, lo=0.0, lo_open=True)
+        check_range("s", self.s, lo=0.0, lo_open=True)
+        check_range("t_alpha", self.t_alpha, lo=0.0, hi=1.0, lo_open=True)
 
 
 @dataclass
@@ -116,6 +140,12 @@ class LossConfig:
     qaconv_balanced: bool = True  # positives and negatives weigh half each
     contrastive_temperature: float = 0.07
 
+    def __post_init__(self) -> None:
+        for key in ("adaface", "qaconv", "occlusion", "contrastive", "distill", "occlusion_warmup_start"):
+            check_range(key, getattr(self, key), lo=0.0)
+        check_range("occlusion_warmup_steps", self.occlusion_warmup_steps, lo=0)
+        check_range("contrastive_temperature", self.contrastive_temperature, lo=0.0, lo_open=True)
+
 
 @dataclass
 class OptimConfig:
@@ -128,6 +158,14 @@ class OptimConfig:
     heads_lr_scale: float = 1.0  # lr multiplier of the occlusion head, neck, QAConv and AdaFace heads
     grad_clip: Optional[float] = 5.0  # max global gradient norm (null: none)
     amp: bool = True  # CUDA mixed precision (torch.autocast float16 + GradScaler); ignored on CPU
+
+    def __post_init__(self) -> None:
+        check_range("lr", self.lr, lo=0.0, lo_open=True)
+        check_range("weight_decay", self.weight_decay, lo=0.0)
+        check_range("momentum", self.momentum, lo=0.0, hi=1.0, hi_open=True)
+        for key in ("backbone_lr_scale", "output_layer_lr_scale", "heads_lr_scale"):
+            check_range(key, getattr(self, key), lo=0.0)
+        check_range("grad_clip", self.grad_clip, lo=0.0, lo_open=True, optional=True)
 
 
 @dataclass
@@ -142,6 +180,18 @@ class ScheduleConfig:
     seed: int = 0
     log_every: int = 10  # steps between metrics.csv rows
     max_nonfinite: int = 5  # NaN/inf guard: stop after this many non-finite steps in a row
+
+    def __post_init__(self) -> None:
+        check_range("epochs", self.epochs, lo=1)
+        check_range("steps_per_epoch", self.steps_per_epoch, lo=1, optional=True)
+        check_range("warmup_steps", self.warmup_steps, lo=0)
+        if any(m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise ConfigValueError("milestones", "increasing epochs >= 1", list(self.milestones))
+        check_range("gamma", self.gamma, lo=0.0, lo_open=True)
+        check_range("min_lr_ratio", self.min_lr_ratio, lo=0.0, hi=1.0)
+        check_range("seed", self.seed, lo=0)
+        check_range("log_every", self.log_every, lo=1)
+        check_range("max_nonfinite", self.max_nonfinite, lo=1)
 
 
 @dataclass
@@ -160,6 +210,14 @@ class ValidationConfig:
     matched: bool = True  # also score cosine_occ_matched (pairwise visibility-matched embeddings)
     select: Optional[str] = None  # metric for best.pt (e.g. "masked/cosine_occ_matched/rank1"); null: none
 
+    def __post_init__(self) -> None:
+        check_range("every_epochs", self.every_epochs, lo=1)
+        check_range("holdout_identities", self.holdout_identities, lo=0)
+        check_range("max_probes", self.max_probes, lo=1, optional=True)
+        check_range("seed", self.seed, lo=0)
+        check_range("batch_size", self.batch_size, lo=1)
+        check_range("fusion_weight", self.fusion_weight, lo=0.0)
+
 
 @dataclass
 class TestConfig:
@@ -175,6 +233,10 @@ class TestConfig:
     families: list[str] = field(default_factory=list)
     seed: int = 2024
 
+    def __post_init__(self) -> None:
+        check_subset("families", self.families, OCCLUDER_NAMES)
+        check_range("seed", self.seed, lo=0)
+
 
 @dataclass
 class CheckpointConfig:
@@ -182,11 +244,19 @@ class CheckpointConfig:
     every_epochs: int = 1
     keep_last: int = 2  # older step checkpoints are removed
 
+    def __post_init__(self) -> None:
+        check_range("every_steps", self.every_steps, lo=0)
+        check_range("every_epochs", self.every_epochs, lo=0)
+        check_range("keep_last", self.keep_last, lo=0)  # 0: keep all
+
 
 @dataclass
 class DebugConfig:
     nonfinite_steps: list[int] = field(default_factory=list)  # inject a NaN loss at these steps (tests)
     stop_after_steps: Optional[int] = None  # end the run after N steps as if interrupted (tests)
+
+    def __post_init__(self) -> None:
+        check_range("stop_after_steps", self.stop_after_steps, lo=1, optional=True)
 
 
 @dataclass
@@ -202,3 +272,7 @@ class TrainConfig:
     debug: DebugConfig = field(default_factory=DebugConfig)
     device: str = "auto"
     threads: Optional[int] = None  # torch CPU threads (null: torch's default)
+
+    def __post_init__(self) -> None:
+        check_device("device", self.device)
+        check_range("threads", self.threads, lo=1, optional=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from occtool.augment import MASK_TYPES, MedicalMask
-from occtool.augment.medical import face_anchor_points, load_mask_config, template_variant
+from occtool.augment.occluders.medical_mask import face_anchor_points, load_mask_config, template_variant
 from occtool.augment.base import FaceFrame
 from occtool.data.landmarks import template_for_size
 from occtool.errors import DataError

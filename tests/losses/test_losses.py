@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -214,6 +215,18 @@ def test_adaface_matches_reference_loop_and_updates_stats():
     loss_fn.eval()
     loss_fn(emb, norms, labels)
     assert loss_fn.batch_mean.item() == pytest.approx(mean, rel=1e-6)
+
+
+def test_adaface_norm_stats_are_exact_when_norms_vary_little():
+    """N(60, 0.01^2) norms: a one-pass float32 variance was 136% off; compare with numpy float64."""
+    x = np.random.default_rng(0).normal(60.0, 0.01, size=512)
+    loss_fn = AdaFaceLoss(4, 2)
+    mean, std = loss_fn._batch_stats(torch.from_numpy(x).float().reshape(-1, 1))
+    x32 = x.astype(np.float32).astype(np.float64)  # what the float32 norms hold
+    assert mean.dtype == torch.float32
+    assert mean.item() == pytest.approx(x32.mean(), rel=1e-7)
+    assert std.item() == pytest.approx(x32.std(ddof=1), rel=1e-4)
+    assert loss_fn._batch_stats(torch.tensor([[60.0]])) is None
 
 
 def test_adaface_defaults_and_margin_direction():

@@ -1,5 +1,4 @@
-"""Backbone base class, its output, and the registry (`build_backbone`, `list_backbones`,
-`default_weights`).
+"""Backbone base class and its output (the registry is `occtool.models.registry`).
 
 A backbone is split in two so that occlusion-aware embeddings are possible:
 `features(x)` (the body, giving the spatial map [B, C, H, W]) and `embed(feature_map)` (the output
@@ -8,14 +7,12 @@ layer only, giving the L2-normalised embedding and its norm). `forward(x)` is bo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from occtool.errors import ConfigError, ShapeError
+from occtool.errors import ShapeError
 from occtool.models.preprocess import InputSpec
 
 
@@ -95,89 +92,4 @@ class Backbone(nn.Module):
         return f"name={self.name!r}, embedding_dim={self.embedding_dim}, feature={self.feature_channels}x{self.feature_size}"
 
 
-# ---------------------------------------------------------------------------------------------
-# Registry
-# ---------------------------------------------------------------------------------------------
-
-_IR_NAMES = ("ir18", "ir34", "ir50", "ir100")
-_NAMES = ("mobilefacenet",) + _IR_NAMES
-
-
-def list_backbones() -> list[str]:
-    """Names accepted by `build_backbone`."""
-    return list(_NAMES)
-
-
-def _check_name(name: str) -> str:
-    if name not in _NAMES:
-        raise ConfigError(f"unknown backbone {name!r}: expected one of {', '.join(_NAMES)}")
-    return name
-
-
-def default_weights(name: str) -> Path | None:
-    """The weights shipped in ../shared for `name`, or None when there are none.
-
-    mobilefacenet -> ../shared/weights/mobilefacenet/mobilefacenet.pt (DataError saying how to
-    point at it when the shared folder is absent). IR nets: None (pass your AdaFace or
-    arcface_torch checkpoint explicitly).
-    """
-    _check_name(name)
-    if name == "mobilefacenet":
-        from occtool.resources import shared_path
-
-        return shared_path("weights", "mobilefacenet", "mobilefacenet.pt")
-    return None
-
-
-def build_backbone(
-    name: str,
-    *,
-    weights: str | Path | Mapping[str, torch.Tensor] | None = None,
-    variant: str | None = None,
-) -> Backbone:
-    """Build backbone `name` (see `list_backbones`), random-initialised or loaded from `weights`.
-
-    weights: a state dict file (torch, loaded with weights_only=True, or .safetensors), possibly
-    wrapped as {"state_dict": ...} or with `module.` / `model.` prefixes, an occtool checkpoint
-    (its backbone part), or an in-memory state dict. Loading is strict: a CheckpointError names
-    missing/unexpected keys. IR nets accept the arcface_torch and the AdaFace key layouts; the
-    layout found decides the variant (and so the input channel order: AdaFace nets read BGR).
-    variant: IR nets only, for random init: "arcface" (default) or "adaface".
-    """
-    _check_name(name)
-    from occtool.models.weights import load_strict, read_state_dict, unwrap_state_dict
-
-    state = None
-    if isinstance(weights, Mapping):
-        state = unwrap_state_dict(weights, source=_describe(weights))
-    elif weights is not None:
-        state = read_state_dict(weights)
-    if name == "mobilefacenet":
-        from occtool.models.mobilefacenet import MobileFaceNet
-
-        if variant is not None:
-            raise ConfigError(f"mobilefacenet has no variants, got variant={variant!r}")
-        model = MobileFaceNet()
-        if state is not None:
-            load_strict(model.net, state, what=f"mobilefacenet weights ({_describe(weights)})")
-        return model
-
-    from occtool.models.iresnet import IResNet
-    from occtool.models.keymap import to_native
-
-    depth = int(name[2:])
-    if state is None:
-        return IResNet(depth=depth, variant=variant or "arcface")
-    native, layout = to_native(state, depth=depth, source=_describe(weights))
-    if variant is not None and variant != layout:
-        raise ConfigError(f"variant={variant!r} requested but the weights are in the {layout} layout")
-    model = IResNet(depth=depth, variant=layout)
-    load_strict(model.net, native, what=f"{name} weights ({layout} layout, {_describe(weights)})")
-    return model
-
-
-def _describe(weights) -> str:
-    return "in-memory state dict" if isinstance(weights, Mapping) else str(weights)
-
-
-__all__ = ["Backbone", "BackboneOutput", "build_backbone", "default_weights", "l2_normalize", "list_backbones"]
+__all__ = ["Backbone", "BackboneOutput", "l2_normalize"]

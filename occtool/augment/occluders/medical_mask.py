@@ -26,7 +26,9 @@ import cv2
 import numpy as np
 
 from occtool.augment.base import FaceFrame, Occluder, region_stats
+from occtool.augment.occluders.registry import register_occluder
 from occtool.errors import DataError
+from occtool.resources import shared_path
 
 MASK_TYPES = ("surgical", "surgical_blue", "surgical_green", "N95", "KN95", "cloth", "gas")
 _ANCHOR_KEYS = ("mask_a", "mask_b", "mask_c", "mask_d", "mask_e", "mask_f")
@@ -41,8 +43,6 @@ _BRIDGE_DEPTH, _CHIN_DEPTH = 0.35, 0.2
 
 
 def default_templates_dir() -> Path:
-    from occtool.resources import shared_path
-
     return shared_path("occluders", "masktheface")
 
 
@@ -126,6 +126,7 @@ def template_variant(mask_type: str, nose_offset: float, turn_threshold: float, 
     return mask_type
 
 
+@register_occluder(default_weight=0.3)
 class MedicalMask(Occluder):
     """A MaskTheFace template warped onto the lower face (opaque; visibility = 1 - alpha)."""
 
@@ -157,6 +158,14 @@ class MedicalMask(Occluder):
         self.turn_threshold = float(turn_threshold)
         self.brightness = (float(brightness[0]), float(brightness[1]))
         self.recolor_cloth = float(recolor_cloth)
+
+    @classmethod
+    def from_config(cls, config, *, p: float = 1.0) -> "MedicalMask":
+        if config is None:
+            return cls(p=p)
+        m = config.medical_mask
+        return cls(types=m.types, templates_dir=m.templates_dir, turn_threshold=m.turn_threshold,
+                   brightness=tuple(m.brightness), recolor_cloth=m.recolor_cloth, p=p)
 
     def _apply(self, image, frame: FaceFrame, rng):
         hgt, wid = image.shape[:2]
