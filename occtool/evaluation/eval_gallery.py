@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from occtool.config import check_device, check_range, check_subset
 from occtool.errors import ConfigError, DataError
 from occtool.evaluation.metrics import DEFAULT_FARS
 
@@ -41,18 +41,20 @@ class EvalGalleryConfig:
     cache: bool = True
 
     def __post_init__(self) -> None:
-        if self.threshold is not None and not math.isfinite(self.threshold):
-            raise ConfigError(f"threshold must be a finite score, got {self.threshold}")
-        if not self.fars or any(not (0.0 < f < 1.0) for f in self.fars):
-            raise ConfigError(f"fars must be values in (0, 1), got {self.fars}")
-        if self.shortlist_k is not None and self.shortlist_k < 0:
-            raise ConfigError(f"shortlist_k must be >= 0 (0: score the whole gallery), got {self.shortlist_k}")
-        if self.max_impostors < 1:
-            raise ConfigError(f"max_impostors must be >= 1, got {self.max_impostors}")
-        if self.max_bad < 0:
-            raise ConfigError(f"max_bad must be >= 0, got {self.max_bad}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_range("threshold", self.threshold, optional=True)
+        if not self.fars:
+            raise ConfigError("fars: expected at least one false accept rate in (0, 1)")
+        for far in self.fars:
+            check_range("fars", far, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+        check_range("shortlist_k", self.shortlist_k, lo=0, optional=True)  # 0: score the whole gallery
+        check_range("max_impostors", self.max_impostors, lo=1)
+        check_range("max_bad", self.max_bad, lo=0)
+        check_range("batch_size", self.batch_size, lo=1)
+        check_device("device", self.device)
+        if self.methods not in ([], ["auto"]):
+            from occtool.evaluation.methods import list_methods
+
+            check_subset("methods", self.methods, list_methods())
 
     @property
     def mode(self) -> str:

@@ -46,9 +46,9 @@ _REPORTED = ("rank1", "rank5", *(far_key(f) for f in DEFAULT_FARS))  # the metri
 
 def _family_index(family: str) -> int:
     """A family's index in the occluder list: part of its probe set's seed (so the order is fixed)."""
-    from occtool.augment import OCCLUDER_NAMES
+    from occtool.augment import list_occluders
 
-    return list(OCCLUDER_NAMES).index(family)
+    return list_occluders().index(family)
 
 
 @dataclass
@@ -150,12 +150,13 @@ def family_config(base, family: str):
     """`base` (a SynthesisConfig) with every occluder weight 0 but `family`'s, nothing clean."""
     import dataclasses
 
-    from occtool.augment import OCCLUDER_NAMES, OccluderWeights
+    from occtool.augment import OccluderWeights, list_occluders
     from occtool.errors import ConfigError
 
-    if family not in OCCLUDER_NAMES:
-        raise ConfigError(f"unknown occluder family {family!r}; valid: {', '.join(OCCLUDER_NAMES)}")
-    weights = OccluderWeights(**{n: (1.0 if n == family else 0.0) for n in OCCLUDER_NAMES})
+    names = list_occluders()
+    if family not in names:
+        raise ConfigError(f"unknown occluder family {family!r}; valid: {', '.join(names)}")
+    weights = OccluderWeights(**{n: (1.0 if n == family else 0.0) for n in names})
     return dataclasses.replace(base, weights=weights, keep_clean=0.0)
 
 
