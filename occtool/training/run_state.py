@@ -1,6 +1,7 @@
 """`RunState`: everything the training loop carries from step to step, in one object.
 
-The training state file (`occtool.training.state`) is this object's `to_state()` plus the
+The training state file (`occtool.training.state`, written by `steps.save_checkpoint`) holds
+its counters, history, best record and the module/optimiser/scheduler/scaler states, plus the
 task's own state (e.g. the sampler position) and the global RNG states (python, numpy, torch,
 cuda), which live in their libraries, not here.
 """
