@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,12 @@ def export_onnx(model: OcclusionClassifier, path: str | Path, *, check_inputs: n
     dummy = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
 
     def save(tmp: str) -> None:
+        with warnings.catch_warnings():  # the TorchScript exporter's deprecation notices
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            _export(tmp)
+
+    def _export(tmp: str) -> None:
         torch.onnx.export(
             wrapped, (dummy,), tmp, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, opset_version=opset, dynamo=False,

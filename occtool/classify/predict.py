@@ -142,6 +142,27 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     return out
 
 
+def check_inputs(paths: Sequence[Path]) -> None:
+    """Fail early (before any output is written) on an image whose header does not decode or a
+    video whose first frame cannot be read."""
+    import cv2
+    from PIL import Image, UnidentifiedImageError
+
+    for p in paths:
+        if is_video(p):
+            cap = cv2.VideoCapture(str(p))
+            ok = cap.isOpened() and cap.read()[0]
+            cap.release()
+            if not ok:
+                raise DataError(f"video does not decode (no frame could be read): {p}")
+            continue
+        try:
+            with Image.open(p) as img:
+                img.size  # noqa: B018 - the header is parsed
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise DataError(f"image does not decode: {p} ({exc.__class__.__name__})") from None
+
+
 def iter_frames(paths: Sequence[Path], *, every: int = 1) -> Iterator[Frame]:
     from occtool.data.images import read_image_rgb
 

@@ -117,7 +117,7 @@ def _train_epoch(model, source, labels: np.ndarray, optimizer, criterion, cfg, e
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += float(loss) * len(idx)
+        total += float(loss.detach()) * len(idx)
         count += len(idx)
     return total / max(count, 1)
 

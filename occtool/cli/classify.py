@@ -183,12 +183,14 @@ def predict(
     """Classify each face (none / opaque / transparent), route it and report the route mix and the
     estimated time (per-path costs: --set costs.fast=0.5 costs.mask_aware=0.6 costs.slow=3)."""
     from occtool.classify.predict import (
-        count_frames, expand_inputs, format_report, iter_frames, load_predictor, predict_frames, write_predictions,
+        check_inputs, count_frames, expand_inputs, format_report, iter_frames, load_predictor, predict_frames,
+        write_predictions,
     )
     from occtool.io import atomic_write_json, write_config
 
     cfg = _predict_config(config, sets, every, min_confidence, fallback, batch_size, threads)
     paths = expand_inputs(inputs)
+    check_inputs(paths)
     predictor = load_predictor(model, threads=cfg.threads)
     box_source, box_kind = _box_source(bbox, boxes, whole_image, cfg)
     _out_dir(out, force)

@@ -37,8 +37,9 @@ def write_video(path: Path, frames: int, size_hw=(96, 128), fps: float = 10.0) -
 
 
 def write_image(path: Path, size_hw=(112, 112), value: int = 128) -> Path:
-    import cv2
+    """A flat grey PNG (also under a name without an image suffix)."""
+    from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), np.full((*size_hw, 3), value, np.uint8))
+    Image.fromarray(np.full((*size_hw, 3), value, np.uint8)).save(path, format="PNG")
     return path
