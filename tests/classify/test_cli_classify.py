@@ -76,3 +76,19 @@ def test_error_paths(tmp_path, random_checkpoint, capsys):
     assert "not found" in _error(capsys, ["classify", "train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "t")])
     assert "check-data" in _error(capsys, ["classify", "export", "--checkpoint", model, "--out", str(tmp_path / "m.onnx")])
     assert not (tmp_path / "o2").exists() and not (tmp_path / "t").exists()
+
+
+def test_predict_with_the_detector_on_a_real_face(tmp_path, random_checkpoint):
+    from ..conftest import shared_or_skip
+
+    face = shared_or_skip("data", "yale", "subject01.glasses")
+    shared_or_skip("weights", "retinaface_mnet025")
+    out = tmp_path / "out"
+    assert run(["classify", "predict", str(face), "--model", str(random_checkpoint), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert len(rows) == 1  # one face in a 320x243 Yale image
+    x1, y1, x2, y2 = (float(rows[0][k]) for k in ("x1", "y1", "x2", "y2"))
+    assert 60 < x1 < x2 < 260 and 20 < y1 < y2 < 243  # the face, roughly centred
+    assert int(rows[0]["crop_x1"]) < x1 and int(rows[0]["crop_x2"]) > x2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["boxes"] == "RetinaFace detector" and metrics["timing"]["detector_ms_per_frame"] > 0
