@@ -29,6 +29,7 @@ class ClassifyTrainConfig:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
     flip: bool = True  # train on horizontal flips too
+    trunk_runtime: str = "onnx"  # frozen trunk's cache on CPU: "onnx" (onnxruntime, faster) or "torch"
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: leave torch's setting)
     device: str = "auto"
@@ -41,6 +42,7 @@ class ClassifyTrainConfig:
         _check(self.weight_decay >= 0, "weight_decay", ">= 0", self.weight_decay)
         _check(0 <= self.label_smoothing < 1, "label_smoothing", "in [0, 1)", self.label_smoothing)
         _check(self.threads >= 0, "threads", ">= 0", self.threads)
+        _check(self.trunk_runtime in ("onnx", "torch"), "trunk_runtime", "'onnx' or 'torch'", self.trunk_runtime)
 
 
 @dataclass

@@ -4,6 +4,10 @@ Every classifier maps the DESIGN piece 7 input, float32 [B, 3, 224, 224] = (x/25
 RGB, to logits [B, 3] over CLASSES = (none, opaque, transparent), as `head(trunk(x))`:
 
 - ``resnet18``: torchvision ResNet-18 with a 3-way fc (the design's choice); trained end to end.
+- ``mfn_ms_head``: the same frozen MobileFaceNet read at three depths: the 28x28x64 map (after
+  the first stage, 4x4 average-pooled), the 14x14x128 map (2x2 average-pooled) and the final
+  512x7x7 map, concatenated to 704x7x7 before the same kind of head. Face-recognition features
+  are trained to ignore glasses and haze; the shallower maps keep that texture.
 - ``mobilenet_v3_small``: torchvision MobileNetV3-small with a 3-way last layer (cheap on CPU).
 - ``mfn_head``: occtool's pretrained MobileFaceNet (frozen; the 224 input is 2x2 average-pooled
   to its 112x112 and renormalised to ImageNet statistics) and a small trained head on its
@@ -25,7 +29,7 @@ from torch import nn
 from occtool.errors import CheckpointError, ConfigError
 
 CLASSES = ("none", "opaque", "transparent")
-_NAMES = ("mfn_head", "mobilenet_v3_small", "resnet18")
+_NAMES = ("mfn_head", "mfn_ms_head", "mobilenet_v3_small", "resnet18")
 
 
 def list_classifiers() -> list[str]:
@@ -88,16 +92,43 @@ class _MfnTrunk(nn.Module):
         return self.backbone.features(x)
 
 
-def _mfn_head(backbone_weights) -> OcclusionClassifier:
+class _MfnMultiScaleTrunk(_MfnTrunk):
+    """[-1, 1] RGB 224x224 -> [B, 704, 7, 7]: MobileFaceNet's 28x28x64 (4x4 pooled), 14x14x128
+    (2x2 pooled) and final 512x7x7 maps, concatenated."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.backbone.net
+        x = nn.functional.avg_pool2d(x, 2) * self.scale + self.shift
+        x = net.dw_conv(net.conv1(x))
+        x28 = net.features[:5](x)  # [B, 64, 28, 28]
+        x14 = net.features[5:12](x28)  # [B, 128, 14, 14]
+        x7 = net.conv2(net.features[12:](x14))  # [B, 512, 7, 7]
+        pool = nn.functional.avg_pool2d
+        return torch.cat([pool(x28, 4), pool(x14, 2), x7], dim=1)
+
+
+def _head(channels: int) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(channels, 64, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+        nn.Dropout(0.2), nn.Flatten(), nn.Linear(64 * 7 * 7, len(CLASSES)),
+    )
+
+
+def _mfn_backbone(backbone_weights):
     from occtool.models import build_backbone, default_weights
 
     weights = default_weights("mobilefacenet") if backbone_weights == "default" else backbone_weights
-    backbone = build_backbone("mobilefacenet", weights=weights)
-    head = nn.Sequential(
-        nn.Conv2d(512, 64, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-        nn.Dropout(0.2), nn.Flatten(), nn.Linear(64 * 7 * 7, len(CLASSES)),
-    )
-    return OcclusionClassifier(arch="mfn_head", trunk=_MfnTrunk(backbone), head=head, frozen_trunk=True)
+    return build_backbone("mobilefacenet", weights=weights)
+
+
+def _mfn_head(backbone_weights) -> OcclusionClassifier:
+    trunk = _MfnTrunk(_mfn_backbone(backbone_weights))
+    return OcclusionClassifier(arch="mfn_head", trunk=trunk, head=_head(512), frozen_trunk=True)
+
+
+def _mfn_ms_head(backbone_weights) -> OcclusionClassifier:
+    trunk = _MfnMultiScaleTrunk(_mfn_backbone(backbone_weights))
+    return OcclusionClassifier(arch="mfn_ms_head", trunk=trunk, head=_head(64 + 128 + 512), frozen_trunk=True)
 
 
 def _load_torchvision(net: nn.Module, path, skip_prefix: str) -> None:
@@ -140,7 +171,7 @@ def create_classifier(name: str, *, backbone_weights: str | Path | None = "defau
     backbone_weights: "default" (mfn_head: the shared MobileFaceNet; torchvision nets: random,
     nothing is downloaded), None (random), or a weights file for the backbone.
     """
-    builders = {"mfn_head": _mfn_head, "mobilenet_v3_small": _mobilenet_v3_small, "resnet18": _resnet18}
+    builders = {"mfn_head": _mfn_head, "mfn_ms_head": _mfn_ms_head, "mobilenet_v3_small": _mobilenet_v3_small, "resnet18": _resnet18}
     if name not in builders:
         raise ConfigError(f"model.arch: unknown classifier {name!r}; expected one of {', '.join(_NAMES)}")
     if backbone_weights not in (None, "default") and not Path(backbone_weights).is_file():

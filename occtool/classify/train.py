@@ -38,17 +38,21 @@ def _to_tensor(crops: np.ndarray, device) -> torch.Tensor:
 class _FeatureSource:
     """Cached trunk outputs: train [N, V, ...] float16 (V = 1 or 2 views: flip), val [M, ...]."""
 
-    def __init__(self, model, train: Sequence[Sample], val: Sequence[Sample], *, flip: bool, device, progress: ProgressFn):
+    def __init__(self, model, train: Sequence[Sample], val: Sequence[Sample], *, flip: bool, device, progress: ProgressFn,
+                 trunk_fn: Callable[[np.ndarray], torch.Tensor] | None = None):
         total = len(train) + len(val)
         done = [0]
+        if trunk_fn is None:
+            def trunk_fn(x: np.ndarray) -> torch.Tensor:
+                with torch.inference_mode():
+                    return model.features(torch.from_numpy(x).to(device)).cpu()
 
         def extract(samples, views):
             out = []
             for lo in range(0, len(samples), _CHUNK):
                 crops = load_crops(samples[lo: lo + _CHUNK])
-                with torch.inference_mode():
-                    per_view = [model.features(_to_tensor(c, device)).half().cpu()
-                                for c in ([crops, crops[:, :, ::-1]] if views == 2 else [crops])]
+                per_view = [trunk_fn(to_input(np.ascontiguousarray(c))).half()
+                            for c in ([crops, crops[:, :, ::-1]] if views == 2 else [crops])]
                 out.append(torch.stack(per_view, 1))
                 done[0] += len(crops)
                 report(progress, done[0], total)
@@ -69,6 +73,29 @@ class _FeatureSource:
     @staticmethod
     def logits(model: OcclusionClassifier, x: torch.Tensor) -> torch.Tensor:
         return model.classify_features(x)
+
+
+def _onnx_trunk_fn(model: OcclusionClassifier, workdir: Path, threads: int):
+    """The frozen trunk exported to ONNX and run with onnxruntime (3-4x faster than PyTorch on
+    CPU for MobileFaceNet's depthwise convolutions); float32 [B, 3, 224, 224] -> torch tensor."""
+    import tempfile
+    import warnings
+
+    from occtool.classify.export import onnx_session
+
+    with tempfile.TemporaryDirectory(dir=workdir, prefix=".trunk-") as tmp:
+        path = Path(tmp) / "trunk.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model.trunk.cpu().eval(), (torch.zeros(1, 3, 224, 224),), str(path), input_names=["input"],
+                              output_names=["features"], dynamic_axes={"input": {0: "batch"}, "features": {0: "batch"}},
+                              opset_version=17, dynamo=False)
+        session = onnx_session(path, threads=threads)
+
+    def run(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(session.run(["features"], {"input": x})[0])
+
+    return run
 
 
 class _ImageSource:
@@ -176,6 +203,7 @@ def train_classifier(
 
     log = log or (lambda _msg: None)
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -194,8 +222,11 @@ def train_classifier(
     labels = np.array([s.label for s in train], np.int64)
     val_labels = np.array([s.label for s in val], np.int64)
     if model.frozen_trunk:
-        log(f"caching the frozen {model.arch} trunk's outputs ({'2 views' if cfg.flip else '1 view'})")
-        source = _FeatureSource(model, train, val, flip=cfg.flip, device=device, progress=progress)
+        log(f"caching the frozen {model.arch} trunk's outputs ({'2 views' if cfg.flip else '1 view'}, {cfg.trunk_runtime})")
+        trunk_fn = None
+        if cfg.trunk_runtime == "onnx" and device.type == "cpu":
+            trunk_fn = _onnx_trunk_fn(model, out_dir, cfg.threads)
+        source = _FeatureSource(model, train, val, flip=cfg.flip, device=device, progress=progress, trunk_fn=trunk_fn)
     else:
         source = _ImageSource(train, val, flip=cfg.flip, device=device)
     cache_s, cache_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
