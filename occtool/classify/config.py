@@ -26,10 +26,12 @@ class ClassifyTrainConfig:
     patience: int = 5  # stop after this many epochs without a better validation accuracy
     batch_size: int = 64
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # "constant" or "cosine" (per epoch, down to lr / 100 at the last epoch)
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
     flip: bool = True  # train on horizontal flips too
     trunk_runtime: str = "onnx"  # frozen trunk's cache on CPU: "onnx" (onnxruntime, faster) or "torch"
+    cache_dir: str = ""  # keep the frozen trunk's outputs here, reused by runs on the same data ("": off)
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: leave torch's setting)
     device: str = "auto"
@@ -42,6 +44,7 @@ class ClassifyTrainConfig:
         _check(self.weight_decay >= 0, "weight_decay", ">= 0", self.weight_decay)
         _check(0 <= self.label_smoothing < 1, "label_smoothing", "in [0, 1)", self.label_smoothing)
         _check(self.threads >= 0, "threads", ">= 0", self.threads)
+        _check(self.lr_schedule in ("constant", "cosine"), "lr_schedule", "'constant' or 'cosine'", self.lr_schedule)
         _check(self.trunk_runtime in ("onnx", "torch"), "trunk_runtime", "'onnx' or 'torch'", self.trunk_runtime)
 
 

@@ -130,8 +130,18 @@ def _validate(model, source, batch_size: int) -> np.ndarray:
     return np.concatenate(preds) if preds else np.zeros(0, np.int64)
 
 
+def epoch_lr(cfg: ClassifyTrainConfig, epoch: int) -> float:
+    """Learning rate of epoch 1..epochs: constant, or cosine from lr down to lr / 100."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    t = (epoch - 1) / max(cfg.epochs - 1, 1)
+    return cfg.lr * (0.01 + 0.99 * 0.5 * (1.0 + np.cos(np.pi * t)))
+
+
 def _train_epoch(model, source, labels: np.ndarray, optimizer, criterion, cfg, epoch: int) -> float:
     model.train()
+    for group in optimizer.param_groups:  # a function of the epoch: resume needs no scheduler state
+        group["lr"] = epoch_lr(cfg, epoch)
     torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout: same draws on resume
     rng = np.random.default_rng([cfg.seed, epoch])
     order = rng.permutation(len(labels))
@@ -164,6 +174,32 @@ def _split(cfg: ClassifyTrainConfig) -> tuple[list[Sample], list[Sample]]:
     if missing:
         raise DataError(f"the training data has no {', '.join(missing)} faces; all of {', '.join(CLASSES)} are needed")
     return train, val
+
+
+def _cached_features(cfg, model, train, val, device, progress, trunk_fn, log) -> "_FeatureSource":
+    """_FeatureSource, kept in cfg.cache_dir (when set) under a key of everything it depends on:
+    the trunk's weights, the sample lists and labels, flip."""
+    import hashlib
+
+    if not cfg.cache_dir:
+        return _FeatureSource(model, train, val, flip=cfg.flip, device=device, progress=progress, trunk_fn=trunk_fn)
+    from occtool.io import atomic_save
+
+    h = hashlib.sha256(f"{model.arch}|{cfg.flip}|".encode())
+    for k, v in sorted(model.trunk.state_dict().items()):
+        h.update(k.encode() + v.detach().cpu().numpy().tobytes())
+    for part in (train, val):
+        h.update("|".join(f"{s.path}:{s.label}" for s in part).encode() + b"#")
+    path = Path(cfg.cache_dir) / f"classify-features-{h.hexdigest()[:20]}.pt"
+    source = _FeatureSource.__new__(_FeatureSource)
+    if path.is_file():
+        log(f"feature cache: {path}")
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        source.train, source.val, source.device = data["train"], data["val"], device
+        return source
+    source = _FeatureSource(model, train, val, flip=cfg.flip, device=device, progress=progress, trunk_fn=trunk_fn)
+    atomic_save(path, lambda tmp: torch.save({"train": source.train, "val": source.val}, tmp))
+    return source
 
 
 def _resume_state(out_dir: Path, model: OcclusionClassifier, optimizer) -> dict:
@@ -226,7 +262,7 @@ def train_classifier(
         trunk_fn = None
         if cfg.trunk_runtime == "onnx" and device.type == "cpu":
             trunk_fn = _onnx_trunk_fn(model, out_dir, cfg.threads)
-        source = _FeatureSource(model, train, val, flip=cfg.flip, device=device, progress=progress, trunk_fn=trunk_fn)
+        source = _cached_features(cfg, model, train, val, device, progress, trunk_fn, log)
     else:
         source = _ImageSource(train, val, flip=cfg.flip, device=device)
     cache_s, cache_cpu = time.perf_counter() - wall0, time.process_time() - cpu0

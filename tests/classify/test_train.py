@@ -64,3 +64,19 @@ def test_bad_training_data_and_config(tmp_path):
         train_classifier(ClassifyTrainConfig(data=str(data), val_people=["p1"], arch="vgg"), tmp_path / "r3")
     with pytest.raises(ConfigError, match="lr"):
         ClassifyTrainConfig(lr=0)
+
+
+def test_cosine_schedule_and_feature_cache_reuse(tmp_path):
+    from occtool.classify.train import epoch_lr
+
+    cfg = ClassifyTrainConfig(lr=1e-3, epochs=5, lr_schedule="cosine")
+    lrs = [epoch_lr(cfg, e) for e in range(1, 6)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-5) and lrs == sorted(lrs, reverse=True)
+    assert epoch_lr(ClassifyTrainConfig(lr=2e-3), 7) == 2e-3
+    shared_or_skip("weights", "mobilefacenet")
+    data = _class_tree(tmp_path / "data", people=3, per_class=1)
+    base = dict(data=str(data), val_people=["p2"], arch="mfn_head", batch_size=4, epochs=2, cache_dir=str(tmp_path / "cache"))
+    first = train_classifier(ClassifyTrainConfig(**base), tmp_path / "a")
+    assert len(list((tmp_path / "cache").glob("classify-features-*.pt"))) == 1
+    second = train_classifier(ClassifyTrainConfig(**base), tmp_path / "b")
+    assert second["history"][-1]["train_loss"] == pytest.approx(first["history"][-1]["train_loss"], abs=1e-6)
