@@ -20,7 +20,7 @@ class ClassifyTrainConfig:
     val_pairs_file: str = ""  # LFW pairs.txt: people of val_folds are the validation set
     val_folds: str = "6-10"
     val_people: list[str] = field(default_factory=list)  # further validation identities (by name)
-    arch: str = "mfn_head"  # see occtool.classify.list_classifiers()
+    arch: str = "mfn_ms_head"  # see occtool.classify.list_classifiers()
     backbone_weights: str = "default"  # "default", "none" or a weights file (see create_classifier)
     epochs: int = 30
     patience: int = 5  # stop after this many epochs without a better validation accuracy

@@ -36,7 +36,7 @@ def _out_dir(out: Path, force: bool) -> Path:
 def train(
     out: Path = typer.Option(..., "--out", help="Run folder: model.pt (best), checkpoint.pt, history.csv, metrics.json, config.yaml."),
     data: Optional[Path] = typer.Option(None, "--data", help="occtool augment output (manifest.jsonl), a manifest file, or DIR/<class>/<image>."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="mfn_head (default), mobilenet_v3_small, resnet18."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="mfn_ms_head (default), mfn_head, mobilenet_v3_small, resnet18."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Backbone weights file, 'default' or 'none' (nothing is downloaded)."),
     val_pairs: Optional[Path] = typer.Option(None, "--val-pairs", help="LFW pairs.txt: people of --val-folds are the validation set."),
     val_folds: Optional[str] = typer.Option(None, "--val-folds", help="Validation folds of --val-pairs [6-10]."),
