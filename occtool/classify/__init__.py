@@ -7,7 +7,7 @@
 - `train`: `train_classifier` (early stopping, checkpoint, resume).
 - `checkpoint`: `save_classifier` / `load_classifier` (weights_only-safe).
 - `export`: `export_onnx` (dynamic batch, checked against PyTorch).
-- `predict`: `load_predictor` (.pt or .onnx), `predict_inputs` (images, folders, videos).
+- `predict`: `load_predictor` (.pt or .onnx), `iter_frames` (images, folders, videos), `predict_frames`.
 - `routing`: classes -> routes with a confidence fallback; the routing report (time estimates).
 - `evaluate`: `evaluate_samples` (accuracy, confusion matrix on labelled faces through predict's path).
 """
