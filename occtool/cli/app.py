@@ -14,10 +14,12 @@ import typer
 
 from occtool import __version__
 
-# (command name, "occtool.cli.<module>:<function>")
+# (command name, "occtool.cli.<module>:<function>"); a typer.Typer object becomes a sub-app
+# with its own subcommands (`occtool <name> <subcommand>`).
 COMMANDS: list[tuple[str, str]] = [
     ("align", "occtool.cli.align:align"),
     ("augment", "occtool.cli.augment:augment"),
+    ("classify", "occtool.cli.classify:app"),
     ("eval-gallery", "occtool.cli.eval_gallery:eval_gallery"),
     ("make-protocol", "occtool.cli.make_protocol:make_protocol"),
     ("train", "occtool.cli.train:train"),
@@ -49,7 +51,11 @@ def build_app() -> typer.Typer:
 
     for name, target in COMMANDS:
         module, func = target.split(":")
-        app.command(name)(getattr(importlib.import_module(module), func))
+        target_obj = getattr(importlib.import_module(module), func)
+        if isinstance(target_obj, typer.Typer):
+            app.add_typer(target_obj, name=name)
+        else:
+            app.command(name)(target_obj)
     return app
 
 

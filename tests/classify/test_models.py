@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from occtool.classify.checkpoint import load_classifier, save_classifier
+from occtool.classify.models import create_classifier, list_classifiers
+from occtool.errors import CheckpointError, ConfigError
+
+from ..conftest import shared_or_skip
+
+
+def test_registry():
+    assert set(list_classifiers()) == {"mfn_head", "mfn_ms_head", "mobilenet_v3_small", "resnet18"}
+    with pytest.raises(ConfigError, match="unknown classifier"):
+        create_classifier("vgg16")
+    with pytest.raises(ConfigError, match="file not found"):
+        create_classifier("resnet18", backbone_weights="/no/such/weights.pth")
+
+
+def test_torchvision_weights_file_loads_all_but_the_last_layer(tmp_path):
+    from torchvision.models import mobilenet_v3_small
+
+    torch.manual_seed(1)
+    net = mobilenet_v3_small(weights=None)
+    torch.save(net.state_dict(), tmp_path / "mnv3.pth")
+    model = create_classifier("mobilenet_v3_small", backbone_weights=tmp_path / "mnv3.pth")
+    assert torch.equal(model.trunk.features[0][0].weight, net.features[0][0].weight)
+    assert model.head.out_features == 3
+    torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="not a torchvision state dict"):
+        create_classifier("mobilenet_v3_small", backbone_weights=tmp_path / "other.pth")
+
+
+def test_multiscale_trunk_ends_with_the_final_map_and_round_trips(tmp_path):
+    shared_or_skip("weights", "mobilefacenet")
+    ms, single = create_classifier("mfn_ms_head"), create_classifier("mfn_head")
+    x = torch.rand(2, 3, 224, 224) * 2 - 1
+    with torch.inference_mode():
+        f_ms, f = ms.features(x), single.features(x)
+    assert f_ms.shape == (2, 704, 7, 7) and torch.allclose(f_ms[:, 192:], f, atol=1e-5)
+    assert not any(p.requires_grad for p in ms.trunk.parameters()) and ms.trainable_parameters()
+    ms.train()
+    assert not ms.trunk.training  # frozen BatchNorm statistics
+    save_classifier(tmp_path / "m.pt", model=ms.eval(), config={})
+    loaded = load_classifier(tmp_path / "m.pt").model
+    with torch.inference_mode():
+        assert torch.allclose(loaded(x), ms(x), atol=1e-6)
+
+
+def test_wrong_checkpoint_kinds(tmp_path):
+    torch.save({"format": "occtool", "format_version": 1}, tmp_path / "face.pt")
+    with pytest.raises(CheckpointError, match="face-model checkpoint"):
+        load_classifier(tmp_path / "face.pt")
+    torch.save({"weight": torch.zeros(1)}, tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="not an occtool classifier"):
+        load_classifier(tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_classifier(tmp_path / "missing.pt")
