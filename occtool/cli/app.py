@@ -14,13 +14,14 @@ import typer
 
 from occtool import __version__
 
-# (command name, "occtool.cli.<module>:<function>")
+# (command name, "occtool.cli.<module>:<function or typer.Typer sub-app>")
 COMMANDS: list[tuple[str, str]] = [
     ("align", "occtool.cli.align:align"),
     ("augment", "occtool.cli.augment:augment"),
     ("eval-gallery", "occtool.cli.eval_gallery:eval_gallery"),
     ("make-protocol", "occtool.cli.make_protocol:make_protocol"),
     ("train", "occtool.cli.train:train"),
+    ("visualize-occlusion", "occtool.cli.visualize_occlusion:app"),
 ]
 
 
@@ -49,7 +50,11 @@ def build_app() -> typer.Typer:
 
     for name, target in COMMANDS:
         module, func = target.split(":")
-        app.command(name)(getattr(importlib.import_module(module), func))
+        obj = getattr(importlib.import_module(module), func)
+        if isinstance(obj, typer.Typer):  # a command with subcommands
+            app.add_typer(obj, name=name)
+        else:
+            app.command(name)(obj)
     return app
 
 
