@@ -27,6 +27,14 @@ def _pairs(cfg: PairConfig) -> tuple[list[PairSpec], dict]:
     raise ConfigError("give PROBE GALLERY, --pairs FILE or --from-eval RUN")
 
 
+def _check_images(paths) -> None:
+    """Fail before the model is loaded: every image must exist and decode (a few, small)."""
+    from occtool.data.images import read_image_rgb
+
+    for p in sorted(paths):
+        read_image_rgb(p)  # DataError: image not found / does not decode
+
+
 def pair_scores(em, feats, i: int, j: int, *, views: int, bias) -> dict[str, float]:
     """Every available method's score for images i (probe) and j (gallery) of `feats`."""
     from occtool.matching.visibility_matched import VisibilityMatchedScorer
@@ -56,10 +64,7 @@ def run_pairs(cfg: PairConfig, *, progress: ProgressFn = None) -> VisualResult:
     if cfg.checkpoint is None:
         raise ConfigError("--checkpoint FILE is needed (an occtool checkpoint with an occlusion head)")
     specs, source = _pairs(cfg)
-    for s in specs:
-        for p in (s.probe, s.gallery):
-            if not Path(p).is_file():
-                raise DataError(f"image not found: {p}")
+    _check_images({p for s in specs for p in (s.probe, s.gallery)})
     em = load_eval_model(checkpoint=cfg.checkpoint)
     uniq: dict[Path, int] = {}
     for s in specs:
