@@ -96,6 +96,8 @@ def maps(
         g = m["ground_truth"]
         iou = "n/a" if g["iou@0.5"] is None else f"{g['iou@0.5']:.3f}"
         info(f"against ground truth ({g['images']} faces): IoU@0.5 {iou}, MAE {g['mae']:.3f}")
+    for note in m.get("notes", []):
+        info(f"[yellow]note: {note}[/yellow]")
     info(f"wrote {n_fig} figures, maps.csv and metrics.json -> {out_dir}")
 
 

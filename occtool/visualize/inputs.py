@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from occtool.data.images import ImageRecord, list_image_files
+from occtool.data.images import ImageRecord, list_image_files, mask_path_for
 from occtool.errors import DataError
 
 
@@ -66,7 +66,7 @@ def attach_ground_truth(records: list[ImageRecord], *, masks: Path | None = None
         row = rows.get(Path(rec.path).resolve())
         mask = None
         if masks is not None:
-            mask = Path(masks) / Path(rec.relpath).with_suffix(".png")
+            mask = mask_path_for(masks, rec.relpath)
         elif row is not None and row.get("mask"):
             mask = Path(manifest).parent / row["mask"]
         if mask is not None and not mask.is_file():

@@ -135,6 +135,9 @@ def _metrics(cfg, em, feats, inputs, pred, gt_cells, has_gt, groups) -> dict:
         "definitions": "IoU of the occluded cells (visibility < 0.5) and MAE of the visibility, as train's "
                        "validation (occtool.evaluation.metrics); regions: rows of the 7x7 map (0-based)",
     }
+    if feats.n_resized:
+        m["notes"] = [f"{feats.n_resized} image(s) were not of the model's input size and were resized: the maps "
+                      "assume aligned faces (run occtool align first)"]
     if gt_cells is not None:
         m["ground_truth"] = _gt_block(pred[has_gt], gt_cells)
         if any(i.occluder for i in inputs):
