@@ -85,3 +85,30 @@ def test_maps_unwritable_out(augment_like, checkpoint, tmp_path, capsys):
     blocker.write_text("x")  # --out below a file cannot be created, whoever runs the test
     assert _maps(augment_like / "images", "--checkpoint", checkpoint, "--out", blocker / "out") == 1
     assert "cannot write --out" in _err(capsys)
+
+
+def test_maps_iou_and_mae_against_hand_computed_truth(augment_like, checkpoint, tmp_path, capsys):
+    """--masks tree: the metrics equal IoU/MAE computed here by hand from the model's own maps."""
+    from occtool.data.images import list_image_files
+    from occtool.evaluation import extract_features, load_eval_model
+
+    out = tmp_path / "out"
+    assert _maps(augment_like / "images", "--masks", augment_like / "masks", "--checkpoint", checkpoint,
+                 "--out", out, "--max-panels", 0) == 0, capsys.readouterr().err
+    m = json.loads((out / "metrics.json").read_text())
+    recs = list_image_files(augment_like / "images")
+    pred = extract_features(recs, model=load_eval_model(checkpoint=checkpoint).model, device="cpu", flip=False,
+                            with_maps=False).occlusion.numpy()[:, 0]
+    gt = np.ones((5, 7, 7))
+    gt[[0, 2, 4], 4:] = 0.0  # masks of faces 0, 2, 4: rows 64-111 = map rows 4-6 occluded
+    ious = []
+    for p, g in zip(pred, gt):
+        po, go = p < 0.5, g < 0.5
+        union = (po | go).sum()
+        if union:
+            ious.append((po & go).sum() / union)
+    assert m["ground_truth"]["iou@0.5"] == pytest.approx(np.mean(ious), abs=1e-6)
+    assert m["ground_truth"]["iou_images"] == len(ious)
+    assert m["ground_truth"]["mae"] == pytest.approx(np.abs(pred - gt).mean(), abs=1e-6)
+    assert m["regions"]["lower"]["mean_visibility"] == pytest.approx(pred[:, 4:].mean(), abs=1e-6)
+    assert "per_occluder" not in m and not (out / "panels").exists()
