@@ -39,7 +39,7 @@ def _write(out: Path, cfg, result, csv_name: str) -> int:
         write_scores_csv(out / csv_name, result.rows)
         with progress_bar("figures") as progress:
             for n, (name, build) in enumerate(result.figures):
-                save_figure(build(), out / name)
+                save_figure(build(), out / name, dpi=cfg.dpi)
                 progress(n + 1, len(result.figures))
         atomic_write_json(out / "metrics.json", _json_safe(result.metrics))
     except OSError as exc:
@@ -60,15 +60,18 @@ def maps(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="occtool checkpoint (with its occlusion head)."),
     out: Path = typer.Option(..., "--out", help="Output folder: contact_sheet.png, panels/, maps.csv, metrics.json."),
     masks: Optional[Path] = typer.Option(None, "--masks", help="Ground-truth masks mirroring the images (.png, 255 = visible)."),
-    manifest: Optional[Path] = typer.Option(None, "--manifest", help="augment's manifest.jsonl: occluder types (and masks)."),
+    manifest: Optional[list[Path]] = typer.Option(None, "--manifest", help="augment's manifest.jsonl: occluder types (and masks); repeatable."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Contact sheet and stats groups: auto, none, folder, occluder."),
     worst: Optional[int] = typer.Option(None, "--worst", help="Also a contact sheet of the N worst faces in --region."),
     region: Optional[str] = typer.Option(None, "--region", help="eyes (rows 1-2), nose (row 3), lower (rows 4-6) or all [lower]."),
     expect: Optional[str] = typer.Option(None, "--expect", help="Without ground truth: what --region should be (occluded or visible)."),
     max_panels: Optional[int] = typer.Option(None, "--max-panels", help="Per-face panels drawn [64]."),
     sheet_max: Optional[int] = typer.Option(None, "--sheet-max", help="Faces on the contact sheet [240]."),
+    columns: Optional[int] = typer.Option(None, "--columns", help="Contact sheet columns [12]."),
+    tile_size: Optional[int] = typer.Option(None, "--tile-size", help="Pixels per face on the contact sheets [96]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per forward pass [64]."),
     max_bad: Optional[int] = typer.Option(None, "--max-bad", help="Fail when more images than this do not decode [0]."),
+    dpi: Optional[int] = typer.Option(None, "--dpi", help="Figure resolution (default: 90-100 per figure)."),
     device: str = DeviceOption,
     config: Optional[Path] = ConfigOption,
     set_: Optional[list[str]] = SetOption,
@@ -79,9 +82,9 @@ def maps(
 
     paths = [str(p) for p in [*(images or []), *(images_opt or [])]]
     options = {"checkpoint": str(checkpoint) if checkpoint else None, "images": paths or None,
-               "masks": str(masks) if masks else None, "manifest": str(manifest) if manifest else None,
+               "masks": str(masks) if masks else None, "manifests": [str(m) for m in manifest] if manifest else None,
                "group_by": group_by, "worst": worst, "region": region, "expect": expect, "max_panels": max_panels,
-               "sheet_max": sheet_max, "batch_size": batch_size, "max_bad": max_bad,
+               "sheet_max": sheet_max, "sheet_columns": columns, "tile_size": tile_size, "batch_size": batch_size, "max_bad": max_bad, "dpi": dpi,
                "device": device if device != "auto" else None}
     cfg = build_config(MapsConfig, config, set_, options)
     out_dir = _out_dir(out, force)
@@ -114,6 +117,7 @@ def pair(
     top_k: Optional[int] = typer.Option(None, "--top-k", help="QAConv correspondences drawn [10]."),
     flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Flip test-time augmentation, as eval-gallery [on]."),
     max_panels: Optional[int] = typer.Option(None, "--max-panels", help="Pair figures drawn [64]."),
+    dpi: Optional[int] = typer.Option(None, "--dpi", help="Figure resolution (default: 90-100 per figure)."),
     device: str = DeviceOption,
     config: Optional[Path] = ConfigOption,
     set_: Optional[list[str]] = SetOption,
@@ -125,7 +129,7 @@ def pair(
     options = {"checkpoint": str(checkpoint) if checkpoint else None, "probe": str(probe) if probe else None,
                "gallery": str(gallery) if gallery else None, "pairs": str(pairs) if pairs else None,
                "from_eval": str(from_eval) if from_eval else None, "worst": worst, "method": method,
-               "top_k": top_k, "flip": flip, "max_panels": max_panels,
+               "top_k": top_k, "flip": flip, "max_panels": max_panels, "dpi": dpi,
                "device": device if device != "auto" else None}
     cfg = build_config(PairConfig, config, set_, options)
     out_dir = _out_dir(out, force)

@@ -22,7 +22,7 @@ class MapsConfig:
     checkpoint: Optional[str] = None
     images: list[str] = field(default_factory=list)  # folders (any depth) and/or image files
     masks: Optional[str] = None  # ground-truth tree mirroring the images (.png, 255 = visible)
-    manifest: Optional[str] = None  # augment's manifest.jsonl: occluder types (and masks)
+    manifests: list[str] = field(default_factory=list)  # augment manifest.jsonl files: occluder types (and masks)
     group_by: str = "auto"  # auto: occluder with a manifest, else none; folder: the parent folder
     max_panels: int = 64  # per-face panels drawn (the worst cases first when `worst` > 0)
     sheet_max: int = 240  # faces on the contact sheet (an even sample when there are more)
@@ -31,11 +31,14 @@ class MapsConfig:
     worst: int = 0  # > 0: a contact sheet of the N worst faces in `region`
     region: str = "lower"  # eyes, nose, lower, all (see occtool.visualize.regions)
     expect: Optional[str] = None  # without ground truth: what `region` should be (occluded | visible)
+    dpi: Optional[int] = None  # figure resolution (None: each figure's own, 90-100)
     batch_size: int = 64
     max_bad: int = 0
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.dpi is not None:
+            _at_least("dpi", self.dpi, 30)
         if self.group_by not in GROUP_BY:
             raise ConfigError(f"group_by: expected one of {', '.join(GROUP_BY)}, got {self.group_by!r}")
         if self.region not in REGION_NAMES:
@@ -46,7 +49,7 @@ class MapsConfig:
                           ("batch_size", 1), ("max_bad", 0)):
             _at_least(name, getattr(self, name), low)
         _at_least("tile_size", self.tile_size, 16)
-        if self.group_by == "occluder" and self.manifest is None:
+        if self.group_by == "occluder" and not self.manifests:
             raise ConfigError("group_by occluder needs --manifest (the occluder of every image)")
 
 
@@ -62,11 +65,14 @@ class PairConfig:
     top_k: int = 10  # QAConv correspondences drawn
     flip: bool = True  # as eval-gallery: flip test-time augmentation for the cosine methods
     max_panels: int = 64
+    dpi: Optional[int] = None  # figure resolution (None: 90)
     batch_size: int = 64
     max_bad: int = 0
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.dpi is not None:
+            _at_least("dpi", self.dpi, 30)
         for name, low in (("worst", 1), ("top_k", 1), ("max_panels", 0), ("batch_size", 1), ("max_bad", 0)):
             _at_least(name, getattr(self, name), low)
         given = [n for n in ("probe", "pairs", "from_eval") if getattr(self, n) is not None]

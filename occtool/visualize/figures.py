@@ -113,9 +113,11 @@ def maps_panel(faces: list[FaceMaps], *, title: str = "", scale: int = 2) -> "ma
     title_h, bar_w = (24 if title else 0), 70 * (2 if with_gt else 1)
     W, H = canvas_hw[1] + bar_w, canvas_hw[0] + title_h
     fig = plt.figure(figsize=(W / PANEL_DPI, H / PANEL_DPI), dpi=PANEL_DPI)
-    fig.figimage(canvas, xo=0, yo=0, origin="upper")  # 1:1 pixels, no resampling: cheap to render
+    ax = fig.add_axes((0, 0, canvas_hw[1] / W, canvas_hw[0] / H))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_axis_off()
     for (y, x), text in zip(pos, [t for row in titles for t in row]):
-        fig.text((x + 1) / W, 1 - (title_h + y + 24) / H, text, fontsize=7, va="bottom")
+        ax.text(x + 1, y + 24, text, fontsize=7, va="bottom")
     if title:
         fig.text(0.01, 1 - 0.5 * title_h / H, title, fontsize=9, va="center")
     bars = [(VIS_CMAP, "visibility (1 = visible)")] + ([(ERR_CMAP, "|pred - true|")] if with_gt else [])

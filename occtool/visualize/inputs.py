@@ -37,7 +37,7 @@ def collect_images(paths: list[Path]) -> list[ImageRecord]:
 
 
 def read_manifest_rows(path: Path) -> dict[Path, dict]:
-    """augment's manifest.jsonl -> {resolved output image path: row}."""
+    """augment's manifest.jsonl -> {resolved output image path: row (+ "_root": the manifest's folder)}."""
     if not path.is_file():
         raise DataError(f"manifest not found: {path}")
     rows = {}
@@ -46,21 +46,23 @@ def read_manifest_rows(path: Path) -> dict[Path, dict]:
             continue
         try:
             row = json.loads(line)
-            rows[(path.parent / row["output"]).resolve()] = row
+            rows[(path.parent / row["output"]).resolve()] = {**row, "_root": str(path.parent)}
         except (json.JSONDecodeError, KeyError, TypeError):
             raise DataError(f"{path}:{i}: not an augment manifest row (JSON with an 'output' key)") from None
     return rows
 
 
 def attach_ground_truth(records: list[ImageRecord], *, masks: Path | None = None,
-                        manifest: Path | None = None) -> list[MapInput]:
+                        manifests: list[Path] = ()) -> list[MapInput]:
     """Each image with its mask (the `--masks` tree at the same relative path with .png, else the
     manifest's `mask`) and occluder type (the manifest's). An image the manifest lists without a
     mask file, or a `--masks` tree lacking an image's mask, is a DataError (ground truth must be
     complete to be averaged)."""
     if masks is not None and not Path(masks).is_dir():
         raise DataError(f"--masks folder not found: {masks}")
-    rows = read_manifest_rows(Path(manifest)) if manifest is not None else {}
+    rows: dict[Path, dict] = {}
+    for manifest in manifests:
+        rows.update(read_manifest_rows(Path(manifest)))
     out = []
     for rec in records:
         row = rows.get(Path(rec.path).resolve())
@@ -68,13 +70,13 @@ def attach_ground_truth(records: list[ImageRecord], *, masks: Path | None = None
         if masks is not None:
             mask = mask_path_for(masks, rec.relpath)
         elif row is not None and row.get("mask"):
-            mask = Path(manifest).parent / row["mask"]
+            mask = Path(row["_root"]) / row["mask"]
         if mask is not None and not mask.is_file():
             raise DataError(f"mask not found for {rec.path}: {mask}")
-        out.append(MapInput(rec, mask, (row or {}).get("occluder") if manifest is not None else None))
-    if manifest is not None and not any(r.occluder is not None for r in out):
-        raise DataError(f"--manifest {manifest}: none of the images is listed in it (its 'output' paths are "
-                        "relative to the manifest's folder)")
+        out.append(MapInput(rec, mask, (row or {}).get("occluder") if manifests else None))
+    if manifests and not any(r.occluder is not None for r in out):
+        raise DataError(f"--manifest {', '.join(map(str, manifests))}: none of the images is listed (its 'output' "
+                        "paths are relative to the manifest's folder)")
     return out
 
 

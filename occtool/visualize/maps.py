@@ -47,7 +47,7 @@ def _gt_block(pred: np.ndarray, gt: np.ndarray) -> dict:
 
 
 def _groups(inputs: list[MapInput], cfg: MapsConfig) -> list[str] | None:
-    mode = cfg.group_by if cfg.group_by != "auto" else ("occluder" if cfg.manifest else "none")
+    mode = cfg.group_by if cfg.group_by != "auto" else ("occluder" if cfg.manifests else "none")
     if mode == "none":
         return None
     if mode == "occluder":
@@ -72,7 +72,7 @@ def run_maps(cfg: MapsConfig, *, progress: ProgressFn = None) -> VisualResult:
         raise ConfigError("--checkpoint FILE is needed (an occtool checkpoint with an occlusion head)")
     inputs = attach_ground_truth(collect_images([Path(p) for p in cfg.images]),
                                  masks=Path(cfg.masks) if cfg.masks else None,
-                                 manifest=Path(cfg.manifest) if cfg.manifest else None)
+                                 manifests=[Path(m) for m in cfg.manifests])
     em = load_eval_model(checkpoint=cfg.checkpoint)
     from occtool.device import resolve_device
 
@@ -130,7 +130,8 @@ def _metrics(cfg, em, feats, inputs, pred, gt_cells, has_gt, groups) -> dict:
                    "bad_examples": feats.errors[:10], "images_resized": feats.n_resized,
                    "with_ground_truth": int(has_gt.sum())},
         "map_size": list(pred.shape[1:]),
-        "regions": {"rows": {"eyes": "1-2", "nose": "3", "lower": "4-6", "all": "0-6"},
+        "regions": {"rows": {"eyes": "1-2 (y 16-47 of 112)", "nose": "3 (y 48-63: the template's eye line, y 52)",
+                             "lower": "4-6 (y 64-111)", "all": "0-6"},
                     "occluded_below": OCCLUDED_BELOW, **region_summary(pred)},
         "definitions": "IoU of the occluded cells (visibility < 0.5) and MAE of the visibility, as train's "
                        "validation (occtool.evaluation.metrics); regions: rows of the 7x7 map (0-based)",
@@ -172,9 +173,11 @@ def _figures(cfg, inputs, pred, gts, groups, order, worst, rows) -> list[tuple[s
                                                  "least visible first")))
     if worst is not None:
         reg = region_visibility(pred, cfg.region)
+        err = {j: rows[j]["mae"] for j in worst}  # "" without ground truth
         figs.append((f"worst_{cfg.region}.png",
-                     sheet(list(worst), f"{len(worst)} worst faces in region {cfg.region} (label: region visibility)",
-                           with_groups=False, label=lambda j: f"{reg[j]:.2f}")))
+                     sheet(list(worst), f"{len(worst)} worst faces in region {cfg.region} (label: region visibility"
+                           f"{', whole-map error' if err[worst[0]] != '' else ''})", with_groups=False,
+                           label=lambda j: f"{reg[j]:.2f}" + (f" e{err[j]:.2f}" if err[j] != "" else ""))))
     panel_idx = list(worst) if worst is not None else list(range(len(inputs)))
     for n, j in enumerate(panel_idx[: cfg.max_panels]):
         def build(j=j):

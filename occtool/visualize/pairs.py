@@ -88,7 +88,7 @@ def run_pairs(cfg: PairConfig, *, progress: ProgressFn = None) -> VisualResult:
             figures.append((f"pairs/{n:03d}_{Path(s.probe).stem}__{Path(s.gallery).stem}.png",
                             _builder(s, feats, i, j, scores, explained)))
     metrics = {"model": em.info, "pairs": len(specs), **source, "flip": cfg.flip, "top_k": cfg.top_k,
-               "methods": list(rows[0].keys() & set(scores)) if rows else [],
+               "methods": list(scores),
                "mean_scores": {m: float(np.mean([r[m] for r in rows])) for m in scores},
                "per_pair": rows}
     return VisualResult(metrics=metrics, rows=rows, figures=figures)
