@@ -65,6 +65,14 @@ def _sheet_indices(order: np.ndarray, groups: list[str] | None, limit: int) -> l
     return idx
 
 
+def _check_worst(cfg: MapsConfig, n_faces: int, all_have_truth: bool) -> None:
+    if cfg.worst > n_faces:
+        raise ConfigError(f"--worst {cfg.worst}: only {n_faces} faces were read")
+    if cfg.worst and not all_have_truth and cfg.expect is None:
+        raise ConfigError("--worst without ground truth for every face needs --expect occluded|visible "
+                          "(what the region should read as)")
+
+
 def run_maps(cfg: MapsConfig, *, progress: ProgressFn = None) -> VisualResult:
     from occtool.evaluation import extract_features, load_eval_model
 
@@ -73,6 +81,7 @@ def run_maps(cfg: MapsConfig, *, progress: ProgressFn = None) -> VisualResult:
     inputs = attach_ground_truth(collect_images([Path(p) for p in cfg.images]),
                                  masks=Path(cfg.masks) if cfg.masks else None,
                                  manifests=[Path(m) for m in cfg.manifests])
+    _check_worst(cfg, len(inputs), all(i.mask is not None for i in inputs))  # before the slow part
     em = load_eval_model(checkpoint=cfg.checkpoint)
     from occtool.device import resolve_device
 
@@ -84,16 +93,12 @@ def run_maps(cfg: MapsConfig, *, progress: ProgressFn = None) -> VisualResult:
         raise DataError("no image could be read")
     inputs = [inputs[i] for i in ok]
     pred = feats.occlusion.numpy()[ok, 0]  # [N, h, w]
-    if cfg.worst > len(inputs):
-        raise ConfigError(f"--worst {cfg.worst}: only {len(inputs)} faces were read")
+    _check_worst(cfg, len(inputs), True)
     map_hw = pred.shape[1:]
     gts = [read_gt(i.mask, map_hw) if i.mask is not None else None for i in inputs]
     has_gt = np.array([g is not None for g in gts])
     gt_cells = np.stack([g[1] for g in gts if g is not None]) if has_gt.any() else None
     groups = _groups(inputs, cfg)
-    if cfg.worst and not has_gt.all() and cfg.expect is None:
-        raise ConfigError("--worst without ground truth for every face needs --expect occluded|visible "
-                          "(what the region should read as)")
     rows = _rows(inputs, pred, gts, groups)
     metrics = _metrics(cfg, em, feats, inputs, pred, gt_cells, has_gt, groups)
     order = np.argsort([r["mean_visibility"] for r in rows], kind="stable")
