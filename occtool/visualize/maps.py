@@ -43,7 +43,8 @@ def _gt_block(pred: np.ndarray, gt: np.ndarray) -> dict:
 
     iou, n_iou = occlusion_iou(pred, gt)
     return {"images": int(len(pred)), "iou@0.5": iou if n_iou else None, "iou_images": n_iou,
-            "mae": occlusion_mae(pred, gt), "mean_predicted": float(pred.mean()), "mean_true": float(gt.mean())}
+            "mae": occlusion_mae(pred, gt), "mean_predicted": float(pred.mean()), "mean_true": float(gt.mean()),
+            "regions_true": region_summary(gt)}  # what a perfect map would give, beside `regions`
 
 
 def _groups(inputs: list[MapInput], cfg: MapsConfig) -> list[str] | None:

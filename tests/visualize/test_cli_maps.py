@@ -111,4 +111,6 @@ def test_maps_iou_and_mae_against_hand_computed_truth(augment_like, checkpoint, 
     assert m["ground_truth"]["iou_images"] == len(ious)
     assert m["ground_truth"]["mae"] == pytest.approx(np.abs(pred - gt).mean(), abs=1e-6)
     assert m["regions"]["lower"]["mean_visibility"] == pytest.approx(pred[:, 4:].mean(), abs=1e-6)
+    assert m["ground_truth"]["regions_true"]["lower"]["mean_visibility"] == pytest.approx(2 / 5)
+    assert m["ground_truth"]["regions_true"]["lower"]["occluded_fraction"] == pytest.approx(3 / 5)
     assert "per_occluder" not in m and not (out / "panels").exists()
