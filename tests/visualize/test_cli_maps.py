@@ -78,6 +78,15 @@ def test_maps_error_paths(augment_like, checkpoint, plain_weights, tmp_path, cap
     assert _maps(bad, "--checkpoint", checkpoint, "--out", tmp_path / "o6") == 1
     assert "broken.jpg" in _err(capsys)
     assert _maps(bad, "--checkpoint", checkpoint, "--out", tmp_path / "o7", "--max-bad", 1) == 0
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"output": "images/zed/z.png", "occluder": "hand"}\n')
+    assert _maps(imgs, "--manifest", other, "--checkpoint", checkpoint, "--out", tmp_path / "o8") == 1
+    assert "none of the images is listed" in _err(capsys)
+    other.write_text("not json\n")
+    assert _maps(imgs, "--manifest", other, "--checkpoint", checkpoint, "--out", tmp_path / "o9") == 1
+    assert "not an augment manifest row" in _err(capsys)
+    assert _maps(imgs, "--masks", tmp_path / "bad", "--checkpoint", checkpoint, "--out", tmp_path / "o10") == 1
+    assert "mask not found" in _err(capsys)
 
 
 def test_maps_unwritable_out(augment_like, checkpoint, tmp_path, capsys):
