@@ -23,6 +23,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("eval-gallery", "occtool.cli.eval_gallery:eval_gallery"),
     ("make-protocol", "occtool.cli.make_protocol:make_protocol"),
     ("train", "occtool.cli.train:train"),
+    ("visualize-occlusion", "occtool.cli.visualize_occlusion:app"),
 ]
 
 

@@ -79,3 +79,21 @@ def file_sha1(path: str | Path, *, chunk_bytes: int = 1 << 20) -> str:
 def mask_path_for(mask_root: str | Path, relpath: str | Path) -> Path:
     """Mask of `root/<rel>` lives at `mask_root/<rel with .png>` (DESIGN conventions)."""
     return Path(mask_root) / Path(relpath).with_suffix(".png")
+
+
+def list_image_files(root: str | Path) -> list[ImageRecord]:
+    """Every image under `root` at any depth (an identity tree, a flat folder or deeper), sorted
+    by relative path; identity = the parent folder's path relative to root ("" for flat files).
+    Hidden files and folders and obvious non-images are skipped, as in `list_identity_tree`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data folder not found: {root}")
+    records = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts) or not path.is_file() or not _looks_like_image(path):
+            continue
+        records.append(ImageRecord(path, rel.parent.as_posix() if rel.parent != Path(".") else "", rel))
+    if not records:
+        raise DataError(f"no images found under {root}")
+    return records

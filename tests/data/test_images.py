@@ -77,3 +77,16 @@ def test_landmarks_roundtrip_and_errors(tmp_path):
         read_landmarks(tmp_path / "short.csv")
     with pytest.raises(DataError, match="not found"):
         read_landmarks(tmp_path / "nope.csv")
+
+
+def test_list_image_files_any_depth(tmp_path):
+    from occtool.data.images import list_image_files
+
+    for rel in ("flat.jpg", "amy/a.png", "amy/deeper/b.png", "subject01.glasses", ".hidden/x.png", "notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    recs = list_image_files(tmp_path)
+    assert [str(r.relpath) for r in recs] == ["amy/a.png", "amy/deeper/b.png", "flat.jpg", "subject01.glasses"]
+    assert [r.identity for r in recs] == ["amy", "amy/deeper", "", ""]
+    with pytest.raises(DataError, match="not found"):
+        list_image_files(tmp_path / "nope")
