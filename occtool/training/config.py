@@ -209,9 +209,11 @@ class ValidationConfig:
     fusion_weight: float = 1.0  # fused = z(cosine) + w * z(qaconv_occ), z per probe row
     matched: bool = True  # also score cosine_occ_matched (pairwise visibility-matched embeddings)
     select: Optional[str] = None  # metric for best.pt (e.g. "masked/cosine_occ_matched/rank1"); null: none
+    panels: int = 8  # fixed occluded validation probes drawn to panels/epoch_NNN.png at each validation; 0: none
 
     def __post_init__(self) -> None:
         check_range("every_epochs", self.every_epochs, lo=1)
+        check_range("panels", self.panels, lo=0)
         check_range("holdout_identities", self.holdout_identities, lo=0)
         check_range("max_probes", self.max_probes, lo=1, optional=True)
         check_range("seed", self.seed, lo=0)

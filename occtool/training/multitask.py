@@ -266,7 +266,19 @@ class MultiTaskTraining:
                        fusion_weight=vc.fusion_weight, matched=vc.matched,
                        backbone_for_maps=None if self.body_frozen else self.model.backbone)
         self.env.say(_summary(epoch + 1, res))
+        self._panel(epoch + 1)
         return res
+
+    def _panel(self, epoch: int) -> None:
+        """What the model sees on a few fixed occluded validation probes (the truth beside it)."""
+        n = min(self.config.validation.panels, len(self.val_set.masked_images))
+        if n == 0 or not self.env.dist_info.is_main:
+            return
+        from occtool.visualize import save_training_panel
+
+        save_training_panel(self.env.out / "panels" / f"epoch_{epoch:03d}.png", self.model,
+                            self.val_set.masked_images[:n], self.val_set.masked_fmask[:n],
+                            title=f"epoch {epoch}: predicted visibility of fixed masked validation probes")
 
     def is_better(self, metrics: dict, best: dict) -> bool:
         sel = self.config.validation.select

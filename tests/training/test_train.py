@@ -35,7 +35,8 @@ def test_smoke_run_writes_every_output(synthetic_tree, tmp_path):
     res = train(smoke_cfg(synthetic_tree), out_dir=out, epoch_hooks=[lambda run, m: seen.append((run.epoch, m))])
     assert res.steps == 6 and not res.interrupted
     assert [e for e, _ in seen] == [0, 1] and all("clean/cosine/rank1" in m for _, m in seen)
-    for name in ("config.yaml", "metrics.csv", "metrics.json", "model.pt", "loss_curves.png", "validation_curves.png"):
+    for name in ("config.yaml", "metrics.csv", "metrics.json", "model.pt", "loss_curves.png", "validation_curves.png",
+                 "panels/epoch_001.png", "panels/epoch_002.png"):
         assert (out / name).is_file(), name
     latest = json.loads((out / "checkpoints" / "latest.json").read_text())
     assert latest["step"] == 6
