@@ -28,7 +28,7 @@ def align(
 ) -> None:
     """Detect faces and align them to the 112x112 five-point template (landmarks.csv, metrics.json)."""
     from occtool.align.tree import AlignConfig, align_tree, check_arguments
-    from occtool.io import prepare_out_dir
+    from occtool.io import output_folder
 
     options = {
         "select": "all" if all_faces else None,
@@ -43,9 +43,9 @@ def align(
     }
     cfg = build_config(AlignConfig, config, sets, options)
     check_arguments(Path(src), Path(out), cfg)
-    out_dir = prepare_out_dir(out, force=force)
-    with progress_bar("align") as update:
-        summary = align_tree(src, out_dir, cfg, progress=update)
+    with output_folder(out, command="align", force=force) as folder, progress_bar("align") as update:
+        summary = align_tree(src, folder.path, cfg, progress=update)
+    out_dir = folder.path
     m = summary.metrics
     info(
         f"{m['images']} images: face found in {m['faces_found']} ({100 * m['face_found_rate']:.2f}% of readable), "

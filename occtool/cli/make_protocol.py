@@ -29,16 +29,15 @@ def make_protocol(
     """Build a gallery/probe protocol as two identity trees."""
     from occtool.data.protocol_config import MakeProtocolConfig
     from occtool.evaluation.protocol import build_protocol, write_protocol_trees
-    from occtool.io import prepare_out_dir, write_config
+    from occtool.io import output_folder
 
     cfg = build_config(MakeProtocolConfig, config, set_, {
         "pairs": pairs, "folds": folds, "probe_source": probe_source, "copy": copy, "allow_missing": allow_missing,
     })
     proto = build_protocol(src, pairs_file=cfg.pairs, folds=cfg.folds, probe_source=cfg.probe_source,
                            allow_missing=cfg.allow_missing)
-    out = prepare_out_dir(out, force=force)
-    write_protocol_trees(proto, out, copy=cfg.copy)
-    write_config(out, cfg)
+    with output_folder(out, command="make-protocol", force=force, cfg=cfg) as folder:
+        write_protocol_trees(proto, folder.path, copy=cfg.copy)
     i = proto.info
     info(
         f"gallery: {i['gallery_images']} images of {i['gallery_identities']} people; "

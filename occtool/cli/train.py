@@ -30,7 +30,7 @@ def train(
     """Train the occlusion head, QAConv and/or the backbone; validate every epoch."""
     from occtool.cli.common import build_config
     from occtool.errors import ConfigError
-    from occtool.io import prepare_out_dir
+    from occtool.io import output_folder
     from occtool.training.config import TrainConfig
 
     if resume and force:
@@ -55,9 +55,6 @@ def train(
 
     resolve_root(cfg.data.train_root, "data.train_root")  # a missing folder fails before anything is written
     rank = int(os.environ.get("RANK", "0"))
-    if not resume and rank == 0:
-        prepare_out_dir(out, force=force)
-
     from occtool.training import train as run_train
 
     def log(msg: str) -> None:
@@ -65,8 +62,12 @@ def train(
             info(msg)
 
     if rank == 0:
-        with progress_bar("train") as progress:
+        hint = f"resume with: occtool train --out {out} --resume"
+        with output_folder(out, command="train", force=force, resume=resume, resume_hint=hint) as folder, \
+                progress_bar("train") as progress:
             result = run_train(cfg, out_dir=out, progress=progress, resume=True if resume else None, log=log)
+            if result.interrupted:
+                folder.final_status = "stopped early (resume with --resume)"
     else:
         result = run_train(cfg, out_dir=out, progress=None, resume=True if resume else None, log=log)
     if rank == 0:
