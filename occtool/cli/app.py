@@ -84,6 +84,8 @@ def run(argv: Optional[list[str]] = None) -> int:
 
 def _say_interrupted(argv: Optional[list[str]]) -> None:
     """One line: what was interrupted and how to go on (the output folder's words when one was open)."""
+    from occtool.io import take_interrupted
+
     what = take_interrupted()
     if what is None:
         args = sys.argv[1:] if argv is None else argv
