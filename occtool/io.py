@@ -262,6 +262,22 @@ def _failed(folder: OutputFolder, status: str) -> None:
         pass
 
 
+def read_text(path: str | Path, *, what: str, error: type[Exception], latin1_fallback: bool = False) -> str:
+    """A text file as str. Not UTF-8: `error` naming the file and the byte offset, or with
+    `latin1_fallback` the Latin-1 reading (every byte is a character) unless the bytes look binary."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad = f"{what} {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        if latin1_fallback:
+            text = data.decode("latin-1")
+            if not any(ord(c) < 32 and c not in "\t\n\r\f\v" or 0x7F <= ord(c) < 0xA0 for c in text):
+                note(f"{bad}: read as Latin-1")
+                return text
+        raise error(f"{bad}; save it as UTF-8") from None
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ occluded copy may have changed it), so the file is looked up by stem.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,10 @@ def read_pairs(path: str | Path) -> list[Pair]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"pairs file not found: {path}")
-    lines = [(no, line.split()) for no, line in enumerate(path.read_text().splitlines(), start=1)]
+    from occtool.io import read_text
+
+    text = read_text(path, what="pairs file", error=DataError, latin1_fallback=True)  # Latin-1 names happen
+    lines = [(no, line.split()) for no, line in enumerate(text.splitlines(), start=1)]
     lines = [(no, toks) for no, toks in lines if toks]
     if not lines:
         raise DataError(f"pairs file {path} is empty")
@@ -111,6 +115,18 @@ def people_in_folds(pairs: list[Pair], folds: list[int] | None) -> set[str]:
     return names
 
 
+def disk_spellings(name: str) -> list[str]:
+    """A name read from a text file, then how a file system may spell it: its Latin-1 bytes as
+    Python shows an undecodable file name (surrogate escapes). A Latin-1 pairs file against
+    UTF-8 folders matches as is (it was decoded as Latin-1)."""
+    out = [name]
+    try:
+        alt = os.fsdecode(name.encode("latin-1"))
+    except UnicodeEncodeError:
+        return out
+    return out + [alt] if alt != name else out
+
+
 def resolve_image_root(root: str | Path) -> Path:
     """An LFW-style root may hold the identities directly or under `images/` (our data sets and
     `augment` output do the latter); return the folder that holds the identity folders."""
@@ -149,12 +165,15 @@ class StemIndex:
     def find(self, rel_stem: str) -> Path | None:
         rel = Path(rel_stem)
         identity = rel.parts[0] if len(rel.parts) > 1 else ""
-        name = rel.name
-        listing = self._listing(identity) if identity else {}
-        hit = listing.get(name)
-        if hit is None and Path(name).suffix:  # given with an extension: try its stem too
-            hit = listing.get(Path(name).stem)
-        return hit
+        for spelling in disk_spellings(identity) if identity else []:
+            name = spelling + rel.name[len(identity):] if rel.name.startswith(identity) else rel.name
+            listing = self._listing(spelling)
+            hit = listing.get(name)
+            if hit is None and Path(name).suffix:  # given with an extension: try its stem too
+                hit = listing.get(Path(name).stem)
+            if hit is not None:
+                return hit
+        return None
 
 
 def locate_pair_images(pairs: list[Pair], root_a: str | Path, root_b: str | Path | None = None):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from occtool.data.images import ImageRecord, list_identity_tree
 from occtool.errors import DataError
-from occtool.evaluation.pairs import StemIndex, parse_folds, people_in_folds, read_pairs, resolve_image_root
+from occtool.evaluation.pairs import StemIndex, disk_spellings, parse_folds, people_in_folds, read_pairs, resolve_image_root
 
 
 @dataclass
@@ -62,8 +62,8 @@ def build_protocol(
         pairs = read_pairs(pairs_file)
         n_folds = max(p.fold for p in pairs) + 1
         fold_ids = parse_folds(folds, n_folds) if isinstance(folds, (str, type(None))) else sorted(folds)
-        people = people_in_folds(pairs, fold_ids)
         have = {r.identity for r in records}
+        people = {next((s for s in disk_spellings(p) if s in have), p) for p in people_in_folds(pairs, fold_ids)}
         absent = sorted(people - have)
         if absent:
             raise DataError(
