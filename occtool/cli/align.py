@@ -17,7 +17,8 @@ def align(
     fallback: Optional[str] = typer.Option(None, "--fallback", help="No face found: skip (default) or center (centre crop, score 0)."),
     size: Optional[int] = typer.Option(None, "--size", help="Output crop side in pixels (default 112)."),
     image_format: Optional[str] = typer.Option(None, "--format", help="jpg (quality 95, default) or png."),
-    score_threshold: Optional[float] = typer.Option(None, "--threshold", help="Detection score threshold (default 0.5)."),
+    score_threshold: Optional[float] = typer.Option(
+        None, "--score-threshold", help="Detection score threshold, in [0, 1] (default 0.5)."),
     max_side: Optional[int] = typer.Option(None, "--max-side", help="Downscale larger images for detection (default 1024; 0 = never)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default 2)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="RetinaFace MobileNet-0.25 state dict (default: shared weights)."),

@@ -22,6 +22,7 @@ class EvalGalleryConfig:
     pairs: Optional[Path] = None
     root: Optional[Path] = None
     root_b: Optional[Path] = None
+    folds_of: int = 10  # folds of a plain-list pairs file (no LFW header), balanced same/different
     # model: a pretrained backbone, or an occtool checkpoint
     backbone: Optional[str] = None
     weights: Optional[Path] = None
@@ -49,6 +50,7 @@ class EvalGalleryConfig:
         check_range("shortlist_k", self.shortlist_k, lo=0, optional=True)  # 0: score the whole gallery
         check_range("max_impostors", self.max_impostors, lo=1)
         check_range("max_bad", self.max_bad, lo=0)
+        check_range("folds_of", self.folds_of, lo=1)
         check_range("batch_size", self.batch_size, lo=1)
         check_device("device", self.device)
         if self.methods not in ([], ["auto"]):
@@ -114,7 +116,7 @@ def run_eval_gallery(cfg: EvalGalleryConfig, out: str | Path, *, force: bool = F
         run = lambda: evaluate_gallery(gallery, probes, shortlist_k=cfg.shortlist_k,  # noqa: E731
                                        max_impostors=cfg.max_impostors, **common)
     else:
-        run = lambda: evaluate_pairs(cfg.pairs, cfg.root, cfg.root_b, **common)  # noqa: E731
+        run = lambda: evaluate_pairs(cfg.pairs, cfg.root, cfg.root_b, folds_of=cfg.folds_of, **common)  # noqa: E731
     with output_folder(out, command="eval-gallery", force=force, cfg=cfg) as folder:
         result = run()
         result["metrics"]["device"] = str(device)

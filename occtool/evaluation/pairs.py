@@ -35,8 +35,18 @@ class Pair:
         return f"{self.name_b}/{self.name_b}_{self.index_b:04d}"
 
 
-def read_pairs(path: str | Path) -> list[Pair]:
-    """Parse a pairs file; DataError naming the line on any malformed content."""
+DEFAULT_FOLDS = 10
+
+
+def read_pairs(path: str | Path, *, folds_of: int = DEFAULT_FOLDS) -> list[Pair]:
+    """Parse a pairs file; DataError naming the line on any malformed content.
+
+    With the LFW header the folds are the file's. A plain list (no header: same-person
+    `name i j` and different-person `name1 i name2 j` lines in any order and number) is split
+    into `folds_of` folds deterministically: the k-th of n same-person lines goes to fold
+    k * folds_of // n, the different-person lines likewise (balanced, file order kept); fewer
+    folds when there are fewer lines of a kind than `folds_of`.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"pairs file not found: {path}")
@@ -48,10 +58,9 @@ def read_pairs(path: str | Path) -> list[Pair]:
     if not lines:
         raise DataError(f"pairs file {path} is empty")
     head_no, head = lines[0]
-    try:
-        nums = [int(t) for t in head]
-    except ValueError:
-        raise DataError(f"pairs file {path}, line {head_no}: expected a header '<folds> <pairs per fold>'") from None
+    if not all(t.lstrip("-").isdigit() for t in head):
+        return _plain_list(path, lines, folds_of)
+    nums = [int(t) for t in head]
     if len(nums) == 2:
         n_folds, n = nums
     elif len(nums) == 1:
@@ -67,18 +76,40 @@ def read_pairs(path: str | Path) -> list[Pair]:
     pairs: list[Pair] = []
     for k, (no, toks) in enumerate(body):
         fold, within = divmod(k, 2 * n)
-        expect_same = within < n
-        try:
-            if len(toks) == 3 and expect_same:
-                pairs.append(Pair(toks[0], int(toks[1]), toks[0], int(toks[2]), True, fold))
-            elif len(toks) == 4 and not expect_same:
-                pairs.append(Pair(toks[0], int(toks[1]), toks[2], int(toks[3]), False, fold))
-            else:
-                kind = "same-person 'name i j'" if expect_same else "different-person 'name1 i name2 j'"
-                raise DataError(f"pairs file {path}, line {no}: expected a {kind} line, got {' '.join(toks)!r}")
-        except ValueError:
-            raise DataError(f"pairs file {path}, line {no}: image numbers must be integers: {' '.join(toks)!r}") from None
+        pair = _pair(path, no, toks, fold)
+        if pair.same != (within < n):
+            kind = "same-person 'name i j'" if within < n else "different-person 'name1 i name2 j'"
+            raise DataError(f"pairs file {path}, line {no}: expected a {kind} line, got {' '.join(toks)!r}")
+        pairs.append(pair)
     return pairs
+
+
+def _pair(path: Path, no: int, toks: list[str], fold: int) -> Pair:
+    try:
+        if len(toks) == 3:
+            return Pair(toks[0], int(toks[1]), toks[0], int(toks[2]), True, fold)
+        if len(toks) == 4:
+            return Pair(toks[0], int(toks[1]), toks[2], int(toks[3]), False, fold)
+    except ValueError:
+        raise DataError(f"pairs file {path}, line {no}: image numbers must be integers: {' '.join(toks)!r}") from None
+    raise DataError(f"pairs file {path}, line {no}: expected 'name i j' (same person) or 'name1 i name2 j' "
+                    f"(different people), got {' '.join(toks)!r}")
+
+
+def _plain_list(path: Path, lines, folds_of: int) -> list[Pair]:
+    """A headerless list: balanced deterministic folds (see read_pairs)."""
+    if folds_of < 1:
+        raise DataError(f"--folds-of: expected a number >= 1, got {folds_of}")
+    pairs = [_pair(path, no, toks, 0) for no, toks in lines]
+    counts = {kind: sum(p.same == kind for p in pairs) for kind in (True, False)}
+    n_folds = max(1, min([folds_of] + [c for c in counts.values() if c]))
+    seen = {True: 0, False: 0}
+    out = []
+    for p in pairs:
+        k = seen[p.same]
+        seen[p.same] += 1
+        out.append(Pair(p.name_a, p.index_a, p.name_b, p.index_b, p.same, k * n_folds // counts[p.same]))
+    return out
 
 
 def parse_folds(text: str | None, n_folds: int | None = None) -> list[int] | None:

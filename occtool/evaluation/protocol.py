@@ -46,10 +46,12 @@ def build_protocol(
     folds: str | list[int] | None = None,
     probe_source: str | Path | None = None,
     allow_missing: bool = False,
+    folds_of: int = 10,
 ) -> Protocol:
     """Gallery/probe split of the identity tree `src` (or `src/images`).
 
     folds: '6-10' style text (1-based) or a list of 0-based fold ids; needs pairs_file.
+    folds_of: the folds of a plain-list pairs file (no header; see read_pairs).
     probe_source: an occluded copy; each probe `<id>/<stem>.*` is taken from there. A probe
     missing from it is a DataError unless allow_missing (then it is dropped and counted).
     """
@@ -59,7 +61,7 @@ def build_protocol(
     if folds is not None and pairs_file is None:
         raise DataError("--folds needs --pairs (the folds are those of a pairs file)")
     if pairs_file is not None:
-        pairs = read_pairs(pairs_file)
+        pairs = read_pairs(pairs_file, folds_of=folds_of)
         n_folds = max(p.fold for p in pairs) + 1
         fold_ids = parse_folds(folds, n_folds) if isinstance(folds, (str, type(None))) else sorted(folds)
         have = {r.identity for r in records}
