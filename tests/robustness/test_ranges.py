@@ -25,3 +25,12 @@ def test_out_of_range_is_refused_with_the_range(args, message, synth_tree, tmp_p
     assert run([args[0], *where, *args[1:], "--out", str(out)]) == 1
     assert one_error_line(capsys.readouterr().err) == f"error: {message}"
     assert not out.exists()
+
+
+def test_default_weights_for_a_backbone_without_them_is_refused(synth_tree, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(["train", "--data", str(synth_tree), "--backbone", "ir18", "--weights", "default",
+                "--out", str(out)]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith("error: model.weights:") and "ir18 ships no default weights" in line
+    assert not out.exists()
