@@ -94,7 +94,6 @@ def build_eval_set(
     families: Sequence[str] | None = None,
 ) -> EvalSet:
     """From records (split first image -> gallery) or an explicit gallery/probes split."""
-    from occtool.augment import OcclusionSynthesizer, feature_mask
     from occtool.errors import DataError
     from occtool.evaluation.leakage import check_content_leakage
     from occtool.evaluation.protocol import split_first_image
@@ -116,34 +115,37 @@ def build_eval_set(
     probes = [r for r in probes if r.identity in col]
     g_img = _load(gallery, size_hw)
     p_img = _load(probes, size_hw)
-    synth = OcclusionSynthesizer(config=occlusion_cfg)
-    masked, fmask = [], []
-    for i, img in enumerate(p_img):
-        res = synth(img, rng=np.random.default_rng(np.random.SeedSequence([seed, i])))
-        masked.append(res.image)
-        fmask.append(feature_mask(res.visibility, map_size))
+    masked, fmask = _occlude(p_img, occlusion_cfg, map_size, key=lambda i: [seed, i])
     extra = {}
-    for family in families or []:
-        fam_cfg = family_config(occlusion_cfg, family)
-        fam = OcclusionSynthesizer(config=fam_cfg)
-        imgs, masks = [], []
-        for i, img in enumerate(p_img):
-            res = fam(img, rng=np.random.default_rng(np.random.SeedSequence([seed, i, 1 + _family_index(family)])))
-            imgs.append(res.image)
-            masks.append(feature_mask(res.visibility, map_size))
-        extra[f"occ_{family}"] = (np.stack(imgs), np.stack(masks).astype(np.float32))
+    for family in families or []:  # the family's index is part of the seed: one stream per family
+        extra[f"occ_{family}"] = _occlude(p_img, family_config(occlusion_cfg, family), map_size,
+                                          key=lambda i, f=family: [seed, i, 1 + _family_index(f)])
     info = {"gallery_images": len(gallery), "gallery_identities": len(col), "probe_images": len(probes)}
     return EvalSet(
         name=name,
         gallery_images=g_img,
         gallery_ids=np.arange(len(gallery)),
         probe_images=p_img,
-        masked_images=np.stack(masked),
-        masked_fmask=np.stack(fmask).astype(np.float32),
+        masked_images=masked,
+        masked_fmask=fmask,
         probe_true=np.array([col[r.identity] for r in probes], dtype=np.int64),
         info=info,
         extra=extra,
     )
+
+
+def _occlude(images: np.ndarray, cfg, map_size, *, key) -> tuple[np.ndarray, np.ndarray]:
+    """Occluded copies [N, H, W, 3] and their ground-truth visibility at map resolution [N, h, w]
+    (image i drawn with the seed sequence `key(i)`)."""
+    from occtool.augment import OcclusionSynthesizer, feature_mask
+
+    synth = OcclusionSynthesizer(config=cfg)
+    imgs, masks = [], []
+    for i, img in enumerate(images):
+        res = synth(img, rng=np.random.default_rng(np.random.SeedSequence(key(i))))
+        imgs.append(res.image)
+        masks.append(feature_mask(res.visibility, map_size))
+    return np.stack(imgs), np.stack(masks).astype(np.float32)
 
 
 def family_config(base, family: str):
@@ -262,24 +264,25 @@ def evaluate(
     heavy_sets = ("clean", "masked") if heavy_sets is None else tuple(heavy_sets)
     scoring = _scoring(model, matcher, matched=matched, fusion_weight=fusion_weight, device=device)
     dim, map_hw = model.backbone.embedding_dim, evalset.feats["gallery"][0].shape[-2:]
-    feats = {}
-    for key, maps in evalset.feats.items():
-        methods = _set_methods(key, scoring, heavy_sets, len(maps[0]), dim, map_hw)
-        feats[key] = features_from_maps(model, maps, device=device, with_maps="qaconv" in methods,
-                                        with_contributions="cosine_occ_matched" in methods)
-    gallery_ids = np.asarray(evalset.gallery_ids)
+    plan = {key: _set_methods(key, scoring, heavy_sets, len(maps[0]), dim, map_hw) for key, maps in evalset.feats.items()}
+    feats = {key: features_from_maps(model, maps, device=device, with_maps="qaconv" in plan[key],
+                                     with_contributions="cosine_occ_matched" in plan[key])
+             for key, maps in evalset.feats.items()}
     res: dict = {}
     for key in (k for k in feats if k != "gallery"):
         if evalset.baseline is not None:
-            per = identify_features(evalset.baseline[key], evalset.baseline["gallery"], probe_ids=evalset.probe_true,
-                                    gallery_ids=gallery_ids, scoring=Scoring(), methods=["cosine"], device=device)
-            _flat(res, key, per, {"cosine": "cosine_pretrained"})
-        methods = _set_methods(key, scoring, heavy_sets, len(evalset.feats[key][0]), dim, map_hw)
-        per = identify_features(feats[key], feats["gallery"], probe_ids=evalset.probe_true, gallery_ids=gallery_ids,
-                                scoring=scoring, methods=methods, device=device)
-        _flat(res, key, per)
+            _flat(res, key, _identify(evalset, evalset.baseline, key, Scoring(), ["cosine"], device),
+                  {"cosine": "cosine_pretrained"})
+        _flat(res, key, _identify(evalset, feats, key, scoring, plan[key], device))
     _occlusion_stats(res, evalset, feats)
     return res
+
+
+def _identify(evalset: EvalSet, feats: dict, key: str, scoring: Scoring, methods, device) -> dict:
+    """Probe set `key` against the gallery (one image per identity) through the evaluation engine."""
+    return identify_features(feats[key], feats["gallery"], probe_ids=evalset.probe_true,
+                             gallery_ids=np.asarray(evalset.gallery_ids), scoring=scoring, methods=methods,
+                             device=device)
 
 
 def _occlusion_stats(res: dict, evalset: EvalSet, feats: dict) -> None:

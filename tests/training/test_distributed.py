@@ -77,7 +77,10 @@ def test_two_process_gloo_matches_one_process(synthetic_tree, tmp_path, monkeypa
         assert float((b1["module"][k].double() - v.double()).abs().max()) < 1e-4 * max(1.0, float(v.abs().max())), k
         if float(da.norm()) > 1e-8:
             moved += 1
-            assert float((da - db).norm() / da.norm()) < 2e-3, k
+            # relative to the movement, with a float32 floor: a running mean of logits whose mean is
+            # ~0 moves by ~1e-6, where the order of the global sums alone changes it by ~1e-8
+            floor = 1e-7 * max(1.0, float(v.abs().max()))
+            assert float((da - db).norm()) < 2e-3 * float(da.norm()) + floor, k
     assert moved >= 10
 
 
