@@ -26,7 +26,7 @@ def _unwritable_outs(tmp_path: Path) -> list[tuple[Path, str]]:
             (tmp_path / "a_file" / "out", "Not a directory")]
 
 
-@pytest.mark.parametrize("command", ["augment", "make-protocol"])
+@pytest.mark.parametrize("command", ["align", "augment", "make-protocol"])
 def test_unwritable_out_is_one_line(command, synth_tree, tmp_path, capsys):
     for out, reason in _unwritable_outs(tmp_path):
         extra = AUG if command == "augment" else []
