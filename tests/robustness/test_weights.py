@@ -36,12 +36,21 @@ def test_pickled_objects_are_refused_with_our_line(tmp_path, kind):
 
 def test_pickled_checkpoint_through_the_cli(tmp_path, capsys):
     path = tmp_path / "model.pt"
-    torch.save({"a": Thing()}, path)
+    with open(path, "wb") as fh:  # the case whose torch text was cut at "Re-running torch.load ..."
+        pickle.dump({"a": os.system}, fh, protocol=2)
     tree = tmp_path / "t"
     rc = run(["eval-gallery", "--gallery-root", str(tree), "--probe-root", str(tree), "--checkpoint", str(path),
               "--no-cache", "--out", str(tmp_path / "o")])
     line = one_error_line(capsys.readouterr().err)
     assert rc == 1 and "holds pickled Python objects" in line and "Re-running" not in line
+
+
+def test_safetensors_is_a_dependency():
+    import tomllib
+    from pathlib import Path
+
+    meta = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert any(d.replace(" ", "").startswith("safetensors>=") for d in meta["project"]["dependencies"])
 
 
 def test_safetensors_loads(tmp_path):
