@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from occtool.errors import OutputError, OutputExistsError
+from occtool.errors import OcctoolError, OutputError, OutputExistsError
 
 MARKER = ".occtool-run.json"
 TMP_TAG = ".occtmp-"  # in every temp file name: leftovers of a killed run are recognisable
@@ -212,6 +212,8 @@ def output_folder(out: str | Path, *, command: str, force: bool = False, cfg: An
     resume_hint: what to tell the user on failure/interrupt (e.g. "resume with --resume").
     """
     out = Path(out)
+    created = not out.exists()
+    previous = _read_marker(out) if resume else None
     try:
         if resume:
             if not out.is_dir():
@@ -245,10 +247,33 @@ def output_folder(out: str | Path, *, command: str, force: bool = False, cfg: An
         where = f" ({exc.filename})" if exc.filename else ""
         raise OutputError(f"writing into {out} failed: {_reason(exc)}{where}; the folder is marked "
                           f"incomplete ({again})") from None
+    except OcctoolError:
+        _refused(folder, created=created, previous=previous)
+        raise
     except BaseException as exc:
         _failed(folder, f"failed: {exc.__class__.__name__}")
         raise
     folder.mark(folder.final_status, final=True)
+
+
+def _refused(folder: OutputFolder, *, created: bool, previous: Optional[dict]) -> None:
+    """A user error (our exception): a resumed run is left as it was; a new run that wrote
+    nothing but its marker and config.yaml leaves nothing (so the fixed command just reruns)."""
+    try:
+        if folder.resumed:
+            if previous is not None:
+                atomic_write_json(folder.path / MARKER, previous)
+            return
+        written = [p.name for p in folder.path.iterdir() if p.name not in set(folder.foreign) | {MARKER, "config.yaml"}]
+        if written:
+            return _failed(folder, "failed: the run stopped with an error")
+        for name in (MARKER, "config.yaml"):
+            if name not in folder.foreign:
+                (folder.path / name).unlink(missing_ok=True)
+        if created and not any(folder.path.iterdir()):
+            folder.path.rmdir()
+    except OSError:
+        pass
 
 
 def _failed(folder: OutputFolder, status: str) -> None:

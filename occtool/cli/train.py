@@ -74,7 +74,7 @@ def train(
                 folder.final_status = "stopped early (resume with --resume)"
     else:
         result = run_train(cfg, out_dir=out, progress=None, resume=True if resume else None, log=log,
-                               resume_override=resume_override)
+                           resume_override=resume_override)
     if rank == 0:
         if result.interrupted:
             info(f"stopped after step {result.steps} (resume with --resume)")

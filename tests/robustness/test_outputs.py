@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,25 @@ def test_files_respect_the_umask(tmp_path):
         assert stat.S_IMODE(q.stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+@dataclass
+class ExampleConfig:
+    a: int = 1
+
+
+def test_a_user_error_before_any_output_leaves_nothing(tmp_path):
+    from occtool.errors import ConfigError, DataError
+
+    out = tmp_path / "new"
+    with pytest.raises(DataError):
+        with output_folder(out, command="x", cfg=ExampleConfig()):
+            raise DataError("leakage: ...")
+    assert not out.exists()  # the fixed command simply reruns, no --force needed
+    with output_folder(out, command="x"):
+        (out / "result.txt").write_text("r")
+    before = (out / MARKER).read_text()
+    with pytest.raises(ConfigError):  # e.g. --resume refused: the run is left as it was
+        with output_folder(out, command="x", resume=True):
+            raise ConfigError("--resume: the config differs")
+    assert (out / MARKER).read_text() == before
