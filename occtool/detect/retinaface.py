@@ -165,7 +165,10 @@ def load_retinaface(weights: str | Path | None = None) -> RetinaFaceNet:
     path = resolve_weights(weights)
     from occtool.models.weights import torch_load_safe
 
-    state = torch_load_safe(path, what="RetinaFace weights")  # pickled objects: refused with our line
+    try:
+        state = torch_load_safe(path, what="RetinaFace weights")  # pickled objects: refused with our line
+    except CheckpointError as exc:
+        raise CheckpointError(f"RetinaFace weights {path} do not load: {exc}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
