@@ -7,6 +7,8 @@ entries that were there before: "foreign"). With `--force` the command's own pre
 (everything not foreign) are removed first, foreign files are left with a note. On failure or
 interrupt the marker says so, a `metrics.json` of this run is removed (the folder does not look
 finished), temp files are gone, and an OSError while writing (disk full...) becomes one line.
+A user error (an OcctoolError) before the run wrote anything leaves nothing behind, and a
+refused `--resume` leaves the run as it was.
 """
 
 from __future__ import annotations
