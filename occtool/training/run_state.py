@@ -79,8 +79,9 @@ class RunState:
             if fresh_base:
                 self.scheduler.base_lrs = fresh_base
             if hasattr(self.scheduler, "lr_lambdas"):  # LambdaLR: the lr of the current step, from the new base
-                for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_lr()):
-                    group["lr"] = lr
+                for group, base, lam in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                            self.scheduler.lr_lambdas):
+                    group["lr"] = base * lam(self.scheduler.last_epoch)
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
