@@ -25,6 +25,10 @@ class OutputExistsError(OcctoolError):
     """An output folder already holds results and --force was not given."""
 
 
+class OutputError(OcctoolError):
+    """An output folder or file cannot be created or written (permissions, read-only, disk full)."""
+
+
 class TrainingError(OcctoolError):
     """Training cannot continue (e.g. too many non-finite losses in a row)."""
 

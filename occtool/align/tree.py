@@ -84,6 +84,14 @@ def output_name(name: str, image_format: str, k: Optional[int] = None) -> str:
 _STATE: dict[str, Any] = {}
 
 
+def _init_pool_worker(cfg: AlignConfig, out_root: str) -> None:
+    """A pool worker leaves Ctrl-C to the parent (which stops the pool and says so once)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(cfg, out_root)
+
+
 def _init_worker(cfg: AlignConfig, out_root: str) -> None:
     """Build the detector once per worker. A failure is kept and reported by `_process` (an
     exception here would make the pool respawn workers forever)."""
@@ -242,7 +250,7 @@ def align_tree(src: str | Path, out: str | Path, cfg: AlignConfig, *, progress: 
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(["occtool.align.tree", "torch", "torchvision.ops", "cv2"])
         chunk = max(1, min(16, total // (cfg.workers * 8) or 1))
-        with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(cfg, str(out))) as pool:
+        with ctx.Pool(cfg.workers, initializer=_init_pool_worker, initargs=(cfg, str(out))) as pool:
             for res in pool.imap_unordered(_process, tasks, chunksize=chunk):
                 results.append(_checked(res))
                 first = first or time.perf_counter()

@@ -76,6 +76,14 @@ def _init_worker(cfg_dict: dict, out: str) -> None:
     _WORKER.update(cfg=cfg, out=Path(out), synth=OcclusionSynthesizer(config=cfg))
 
 
+def _init_pool_worker(cfg_dict: dict, out: str) -> None:
+    """A pool worker leaves Ctrl-C to the parent (which stops the pool and says so once)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(cfg_dict, out)
+
+
 def _encode_image(image: np.ndarray, cfg: AugmentConfig) -> bytes:
     import cv2
 
@@ -190,9 +198,8 @@ def augment_tree(
     per landmark: 2 visible, 1 covered). Returns the metrics (also written to metrics.json).
     Unreadable images are skipped and listed in skipped.txt; DataError if none could be read.
     """
-    from occtool.config import to_dict
     from occtool.data.images import list_identity_tree
-    from occtool.io import atomic_write_json, atomic_write_text, prepare_out_dir, write_config
+    from occtool.io import output_folder
 
     cfg = cfg or AugmentConfig()
     src = Path(src)
@@ -211,9 +218,17 @@ def augment_tree(
 
     OcclusionSynthesizer(config=cfg)
 
-    out = prepare_out_dir(out, force=force)
+    with output_folder(out, command="augment", force=force, cfg=cfg) as folder:
+        return _run(tasks, folder.path, cfg, src=src, landmarks_path=landmarks_path, progress=progress)
+
+
+def _run(tasks: list[_Task], out: Path, cfg: AugmentConfig, *, src: Path, landmarks_path: Path | None,
+         progress: ProgressFn) -> dict:
+    """Process every task into the prepared `out`, then write manifest, skipped.txt, metrics.json."""
+    from occtool.config import to_dict
+    from occtool.io import atomic_write_json, atomic_write_text
+
     cfg_dict = to_dict(cfg)
-    write_config(out, cfg)
     total = len(tasks)
     results: list[dict] = []
     started = time.perf_counter()
@@ -226,7 +241,7 @@ def augment_tree(
     else:
         ctx = mp.get_context("spawn")
         chunk = max(1, min(32, total // (cfg.workers * 8) or 1))
-        with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(cfg_dict, str(out))) as pool:
+        with ctx.Pool(cfg.workers, initializer=_init_pool_worker, initargs=(cfg_dict, str(out))) as pool:
             for i, res in enumerate(pool.imap(_process, tasks, chunksize=chunk), 1):
                 results.append(res)
                 report(progress, i, total)

@@ -17,7 +17,8 @@ def align(
     fallback: Optional[str] = typer.Option(None, "--fallback", help="No face found: skip (default) or center (centre crop, score 0)."),
     size: Optional[int] = typer.Option(None, "--size", help="Output crop side in pixels (default 112)."),
     image_format: Optional[str] = typer.Option(None, "--format", help="jpg (quality 95, default) or png."),
-    score_threshold: Optional[float] = typer.Option(None, "--threshold", help="Detection score threshold (default 0.5)."),
+    score_threshold: Optional[float] = typer.Option(
+        None, "--score-threshold", help="Detection score threshold, in [0, 1] (default 0.5)."),
     max_side: Optional[int] = typer.Option(None, "--max-side", help="Downscale larger images for detection (default 1024; 0 = never)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default 2)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="RetinaFace MobileNet-0.25 state dict (default: shared weights)."),
@@ -28,7 +29,7 @@ def align(
 ) -> None:
     """Detect faces and align them to the 112x112 five-point template (landmarks.csv, metrics.json)."""
     from occtool.align.tree import AlignConfig, align_tree, check_arguments
-    from occtool.io import prepare_out_dir
+    from occtool.io import output_folder
 
     options = {
         "select": "all" if all_faces else None,
@@ -43,9 +44,9 @@ def align(
     }
     cfg = build_config(AlignConfig, config, sets, options)
     check_arguments(Path(src), Path(out), cfg)
-    out_dir = prepare_out_dir(out, force=force)
-    with progress_bar("align") as update:
-        summary = align_tree(src, out_dir, cfg, progress=update)
+    with output_folder(out, command="align", force=force) as folder, progress_bar("align") as update:
+        summary = align_tree(src, folder.path, cfg, progress=update)
+    out_dir = folder.path
     m = summary.metrics
     info(
         f"{m['images']} images: face found in {m['faces_found']} ({100 * m['face_found_rate']:.2f}% of readable), "

@@ -66,19 +66,39 @@ app = build_app()
 def run(argv: Optional[list[str]] = None) -> int:
     """Run the CLI; our own errors become one line on stderr and exit code 1 (no traceback)."""
     from occtool.errors import OcctoolError
+    from occtool.io import set_note_sink, take_interrupted
 
+    set_note_sink(lambda msg: typer.echo(f"note: {msg}", err=True))
+    take_interrupted()  # forget an earlier run's (in-process callers, tests)
     try:
         app(args=argv, prog_name="occtool", standalone_mode=True)
     except SystemExit as exc:
         code = exc.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
+        code = code if isinstance(code, int) else (0 if code is None else 1)
     except OcctoolError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 1
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        return 130
-    return 0
+    except KeyboardInterrupt:  # typer turns it into exit 130 itself; kept for other callers
+        code = 130
+    else:
+        code = 0
+    finally:
+        set_note_sink(None)
+    if code == 130:
+        _say_interrupted(argv)
+    return code
+
+
+def _say_interrupted(argv: Optional[list[str]]) -> None:
+    """One line: what was interrupted and how to go on (the output folder's words when one was open)."""
+    from occtool.io import take_interrupted
+
+    what = take_interrupted()
+    if what is None:
+        args = sys.argv[1:] if argv is None else argv
+        command = next((a for a in args if not a.startswith("-")), "")
+        what = f"occtool {command}".rstrip()
+    typer.echo(f"interrupted: {what}", err=True)
 
 
 def main() -> None:

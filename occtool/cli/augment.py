@@ -51,7 +51,7 @@ def augment(
     ),
     copies: Optional[int] = typer.Option(None, "--copies", help="Copies per source image, each its own draw [1]."),
     keep_clean: Optional[float] = typer.Option(None, "--keep-clean", help="Fraction of copies left unoccluded [0.1]."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Run seed; same seed -> byte-identical output [0]."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Run seed; same seed -> byte-identical images, masks and manifest [0]."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes [2]; results do not depend on it."),
     landmarks: Optional[Path] = typer.Option(
         None, "--landmarks", help="Landmarks CSV (occtool align's format) for the occluders; default: the 112x112 template."

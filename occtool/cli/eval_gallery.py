@@ -18,10 +18,11 @@ def eval_gallery(
     pairs: Optional[Path] = typer.Option(None, "--pairs", help="LFW-style pairs.txt (pairs mode, with --root)."),
     root: Optional[Path] = typer.Option(None, "--root", help="Image tree of the pairs (root/<name>/<name>_NNNN.*, or root/images/...)."),
     root_b: Optional[Path] = typer.Option(None, "--root-b", help="Read the second image of every pair from this tree (e.g. an occluded copy)."),
+    folds_of: Optional[int] = typer.Option(None, "--folds-of", help="Folds for a plain-list pairs file (no header; balanced same/different per fold) [10]."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="Pretrained backbone name (e.g. mobilefacenet)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Backbone weights file (default: the shared weights of the backbone)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="occtool checkpoint (model + occlusion head + QAConv head)."),
-    methods: Optional[str] = typer.Option(None, "--methods", help="Comma list of cosine,cosine_occ,cosine_occ_matched,qaconv,qaconv_occ,fused (default: all available)."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Comma list of: cosine, cosine_occ, cosine_occ_matched, qaconv, qaconv_occ, fused (default: all available)."),
     flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Flip test-time augmentation for embeddings (default on)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Also report accuracy, TAR and FAR at this fixed score threshold (in each method's score units: cosine similarity for cosine)."),
     max_bad: Optional[int] = typer.Option(None, "--max-bad", help="Fail when more images than this fail to load (default 0)."),
@@ -36,7 +37,7 @@ def eval_gallery(
 ) -> None:
     """Evaluate a model on a gallery/probe split (identification) or on LFW-style pairs."""
     options = {
-        "gallery_root": gallery_root, "probe_root": probe_root, "pairs": pairs, "root": root, "root_b": root_b,
+        "gallery_root": gallery_root, "probe_root": probe_root, "pairs": pairs, "root": root, "root_b": root_b, "folds_of": folds_of,
         "backbone": backbone, "weights": weights, "checkpoint": checkpoint,
         "methods": [m.strip() for m in methods.split(",") if m.strip()] if methods else None,
         "flip": flip, "threshold": threshold, "max_bad": max_bad, "batch_size": batch_size,
@@ -67,7 +68,7 @@ def print_table(metrics: dict) -> None:
                 ("TAR@1e-2 %", "tar@far=1e-2"), ("EER %", "eer"), ("AUC", "auc")]
     else:
         title = f"pairs: {c['pairs_used']} pairs in {c['folds']} folds ({c['bad_images']} bad images)"
-        cols = [("acc 10-fold %", "acc_10fold"), ("± std", "acc_10fold_std"), ("TAR@1e-3 %", "tar@far=1e-3"),
+        cols = [(f"acc {c['folds']}-fold %", "acc_10fold"), ("± std", "acc_10fold_std"), ("TAR@1e-3 %", "tar@far=1e-3"),
                 ("EER %", "eer"), ("AUC", "auc")]
     if any("acc@threshold" in m for m in metrics["methods"].values()):
         cols.append(("acc@thr %", "acc@threshold"))

@@ -20,6 +20,7 @@ def make_protocol(
     pairs: Optional[Path] = typer.Option(None, "--pairs", help="Pairs file whose folds select the people."),
     folds: Optional[str] = typer.Option(None, "--folds", help="Folds of --pairs, 1-based, e.g. 6-10 or 1,3."),
     probe_source: Optional[Path] = typer.Option(None, "--probe-source", help="Occluded copy of SRC: probes are read from it (matched by relative path stem)."),
+    folds_of: Optional[int] = typer.Option(None, "--folds-of", help="Folds for a plain-list pairs file (no header; balanced same/different per fold) [10]."),
     copy: Optional[bool] = typer.Option(None, "--copy/--symlink", help="Copy files instead of symlinking them (default symlinks)."),
     allow_missing: Optional[bool] = typer.Option(None, "--allow-missing/--no-allow-missing", help="Drop probes absent from --probe-source instead of failing."),
     config: Optional[Path] = ConfigOption,
@@ -29,16 +30,15 @@ def make_protocol(
     """Build a gallery/probe protocol as two identity trees."""
     from occtool.data.protocol_config import MakeProtocolConfig
     from occtool.evaluation.protocol import build_protocol, write_protocol_trees
-    from occtool.io import prepare_out_dir, write_config
+    from occtool.io import output_folder
 
     cfg = build_config(MakeProtocolConfig, config, set_, {
-        "pairs": pairs, "folds": folds, "probe_source": probe_source, "copy": copy, "allow_missing": allow_missing,
+        "pairs": pairs, "folds": folds, "folds_of": folds_of, "probe_source": probe_source, "copy": copy, "allow_missing": allow_missing,
     })
     proto = build_protocol(src, pairs_file=cfg.pairs, folds=cfg.folds, probe_source=cfg.probe_source,
-                           allow_missing=cfg.allow_missing)
-    out = prepare_out_dir(out, force=force)
-    write_protocol_trees(proto, out, copy=cfg.copy)
-    write_config(out, cfg)
+                           allow_missing=cfg.allow_missing, folds_of=cfg.folds_of)
+    with output_folder(out, command="make-protocol", force=force, cfg=cfg) as folder:
+        write_protocol_trees(proto, folder.path, copy=cfg.copy)
     i = proto.info
     info(
         f"gallery: {i['gallery_images']} images of {i['gallery_identities']} people; "

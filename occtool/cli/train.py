@@ -23,16 +23,19 @@ def train(
     backbone: Optional[str] = typer.Option(None, "--backbone", help="Backbone name (model.backbone): mobilefacenet, ir18, ir34, ir50, ir100."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Backbone weights file, 'default' or 'none' (model.weights)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="schedule.epochs."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest training state, exactly."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest training state, exactly (a changed config is refused)."),
+    resume_override: bool = typer.Option(False, "--resume-override", help="With --resume: apply the changed config (--set...) from the saved step on; recorded in metrics.json."),
     device: str = DeviceOption,
     force: bool = ForceOption,
 ) -> None:
     """Train the occlusion head, QAConv and/or the backbone; validate every epoch."""
     from occtool.cli.common import build_config
     from occtool.errors import ConfigError
-    from occtool.io import prepare_out_dir
+    from occtool.io import output_folder
     from occtool.training.config import TrainConfig
 
+    if resume_override and not resume:
+        raise ConfigError("--resume-override goes with --resume")
     if resume and force:
         raise ConfigError("--resume continues the run in --out; --force would overwrite it: choose one")
     if resume and not out.is_dir():
@@ -55,9 +58,6 @@ def train(
 
     resolve_root(cfg.data.train_root, "data.train_root")  # a missing folder fails before anything is written
     rank = int(os.environ.get("RANK", "0"))
-    if not resume and rank == 0:
-        prepare_out_dir(out, force=force)
-
     from occtool.training import train as run_train
 
     def log(msg: str) -> None:
@@ -65,10 +65,16 @@ def train(
             info(msg)
 
     if rank == 0:
-        with progress_bar("train") as progress:
-            result = run_train(cfg, out_dir=out, progress=progress, resume=True if resume else None, log=log)
+        hint = f"resume with: occtool train --out {out} --resume"
+        with output_folder(out, command="train", force=force, resume=resume, resume_hint=hint) as folder, \
+                progress_bar("train") as progress:
+            result = run_train(cfg, out_dir=out, progress=progress, resume=True if resume else None, log=log,
+                               resume_override=resume_override)
+            if result.interrupted:
+                folder.final_status = "stopped early (resume with --resume)"
     else:
-        result = run_train(cfg, out_dir=out, progress=None, resume=True if resume else None, log=log)
+        result = run_train(cfg, out_dir=out, progress=None, resume=True if resume else None, log=log,
+                           resume_override=resume_override)
     if rank == 0:
         if result.interrupted:
             info(f"stopped after step {result.steps} (resume with --resume)")

@@ -55,16 +55,45 @@ def _looks_like_image(path: Path) -> bool:
 
 
 def read_image_rgb(path: str | Path) -> np.ndarray:
-    """Decode any supported image (grey, palette, RGBA...) to RGB uint8 [H, W, 3]."""
+    """Decode any supported image (grey, palette, RGBA, 16-bit...) to RGB uint8 [H, W, 3].
+
+    16 bits per channel are scaled to 8 (round(v * 255 / 65535)); PIL alone would clip 16-bit
+    grey to white and truncate 16-bit colour."""
     path = Path(path)
     try:
         with Image.open(path) as img:
             img.seek(0)
+            if _is_16bit(img):
+                return _read_16bit(path, img)
+            if img.mode in ("I", "F"):
+                raise DataError(f"image {path}: {img.mode} mode (32-bit integer/float pixels) is not supported; "
+                                "save it as 8- or 16-bit")
             return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"image does not decode: {path} ({exc.__class__.__name__})") from None
+
+
+def _is_16bit(img: Image.Image) -> bool:
+    return img.mode.startswith("I;16") or any(";16" in str(t.args) for t in getattr(img, "tile", None) or [])
+
+
+def _read_16bit(path: Path, img: Image.Image) -> np.ndarray:
+    """16-bit grey or colour -> RGB uint8, scaled (OpenCV decodes every channel at 16 bits)."""
+    import cv2
+
+    raw = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.dtype != np.uint16:
+        if img.mode.startswith("I;16"):  # grey that OpenCV cannot read: PIL's exact 16-bit values
+            raw = np.asarray(img).astype(np.uint16)
+        else:
+            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    if raw.ndim == 2:
+        raw = np.repeat(raw[..., None], 3, axis=2)
+    else:
+        raw = raw[..., 2::-1]  # BGR(A) -> RGB, alpha dropped as convert("RGB") does
+    return ((raw.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
 
 
 def file_sha1(path: str | Path, *, chunk_bytes: int = 1 << 20) -> str:

@@ -50,8 +50,12 @@ def read_landmarks(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"landmarks file not found: {path}")
+    import io
+
+    from occtool.io import read_text
+
     out: dict[str, np.ndarray] = {}
-    with open(path, newline="") as fh:
+    with io.StringIO(read_text(path, what="landmarks file", error=DataError), newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None or [h.strip() for h in header[:11]] != HEADER[:11]:

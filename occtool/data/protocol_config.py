@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from occtool.config import ConfigValueError
+from occtool.config import ConfigValueError, check_range
 
 # '6-10', '1,3,5-7': 1-based fold numbers and ranges, as the LFW README writes them
 _FOLDS = re.compile(r"\s*\d+\s*(-\s*\d+\s*)?(,\s*\d+\s*(-\s*\d+\s*)?)*")
@@ -21,8 +21,10 @@ class MakeProtocolConfig:
     probe_source: Optional[Path] = None  # occluded copy of the tree: probes are read from it
     copy: bool = False  # copy files instead of symlinking them
     allow_missing: bool = False  # drop probes absent from probe_source instead of failing
+    folds_of: int = 10  # folds of a plain-list pairs file (no LFW header), balanced same/different
 
     def __post_init__(self) -> None:
+        check_range("folds_of", self.folds_of, lo=1)
         if self.folds is None:
             return
         if self.pairs is None:

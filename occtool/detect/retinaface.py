@@ -163,10 +163,12 @@ class RetinaFaceNet(nn.Module):
 def load_retinaface(weights: str | Path | None = None) -> RetinaFaceNet:
     """Build the network and load the state dict strictly (CheckpointError on any mismatch)."""
     path = resolve_weights(weights)
+    from occtool.models.weights import torch_load_safe
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling/format problem is the user's file
-        raise CheckpointError(f"RetinaFace weights {path} do not load: {exc.__class__.__name__}: {exc}") from None
+        state = torch_load_safe(path, what="RetinaFace weights")  # pickled objects: refused with our line
+    except CheckpointError as exc:
+        raise CheckpointError(f"RetinaFace weights {path} do not load: {exc}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -22,6 +22,7 @@ class EvalGalleryConfig:
     pairs: Optional[Path] = None
     root: Optional[Path] = None
     root_b: Optional[Path] = None
+    folds_of: int = 10  # folds of a plain-list pairs file (no LFW header), balanced same/different
     # model: a pretrained backbone, or an occtool checkpoint
     backbone: Optional[str] = None
     weights: Optional[Path] = None
@@ -49,6 +50,7 @@ class EvalGalleryConfig:
         check_range("shortlist_k", self.shortlist_k, lo=0, optional=True)  # 0: score the whole gallery
         check_range("max_impostors", self.max_impostors, lo=1)
         check_range("max_bad", self.max_bad, lo=0)
+        check_range("folds_of", self.folds_of, lo=1)
         check_range("batch_size", self.batch_size, lo=1)
         check_device("device", self.device)
         if self.methods not in ([], ["auto"]):
@@ -81,6 +83,17 @@ def default_cache_dir() -> Path:
     return Path(base) / "occtool" / "features"
 
 
+def usable_cache_dir(cache_dir: Optional[Path]) -> tuple[Optional[Path], Optional[str]]:
+    """(cache_dir, None), or (None, a warning) when the cache folder cannot be written: the run
+    then goes on uncached."""
+    from occtool.io import check_writable_dir
+
+    why = check_writable_dir(cache_dir) if cache_dir is not None else None
+    if why is None:
+        return cache_dir, None
+    return None, f"feature cache {cache_dir} cannot be written ({why}): running without the cache"
+
+
 def run_eval_gallery(cfg: EvalGalleryConfig, out: str | Path, *, force: bool = False, progress=None) -> dict:
     """Validate the mode, run the evaluation, write every output into `out`. Returns the result dict."""
     from occtool.device import resolve_device
@@ -88,12 +101,13 @@ def run_eval_gallery(cfg: EvalGalleryConfig, out: str | Path, *, force: bool = F
     from occtool.evaluation.model import load_eval_model
     from occtool.evaluation.pairs_eval import evaluate_pairs
     from occtool.evaluation.report import write_report
-    from occtool.io import prepare_out_dir, write_config
+    from occtool.io import check_out_dir, output_folder
 
     mode = cfg.mode
+    check_out_dir(out, force=force)  # before the model and the images: fail in a second, not an hour
     device = resolve_device(cfg.device)
     em = load_eval_model(backbone=cfg.backbone, weights=cfg.weights, checkpoint=cfg.checkpoint)
-    cache_dir = (cfg.cache_dir or default_cache_dir()) if cfg.cache else None
+    cache_dir, cache_note = usable_cache_dir((cfg.cache_dir or default_cache_dir()) if cfg.cache else None)
     common = dict(em=em, methods=None if cfg.methods in ([], ["auto"]) else cfg.methods, flip=cfg.flip,
                   threshold=cfg.threshold, max_bad=cfg.max_bad, batch_size=cfg.batch_size, device=device,
                   cache_dir=cache_dir, fars=tuple(cfg.fars), progress=progress)
@@ -102,13 +116,14 @@ def run_eval_gallery(cfg: EvalGalleryConfig, out: str | Path, *, force: bool = F
         run = lambda: evaluate_gallery(gallery, probes, shortlist_k=cfg.shortlist_k,  # noqa: E731
                                        max_impostors=cfg.max_impostors, **common)
     else:
-        run = lambda: evaluate_pairs(cfg.pairs, cfg.root, cfg.root_b, **common)  # noqa: E731
-    out = prepare_out_dir(out, force=force)
-    result = run()
-    result["metrics"]["device"] = str(device)
-    result["metrics"]["cache_dir"] = str(cache_dir) if cache_dir else None
-    write_config(out, cfg)
-    write_report(out, result)
+        run = lambda: evaluate_pairs(cfg.pairs, cfg.root, cfg.root_b, folds_of=cfg.folds_of, **common)  # noqa: E731
+    with output_folder(out, command="eval-gallery", force=force, cfg=cfg) as folder:
+        result = run()
+        result["metrics"]["device"] = str(device)
+        result["metrics"]["cache_dir"] = str(cache_dir) if cache_dir else None
+        if cache_note:
+            result["metrics"].setdefault("notes", []).append(cache_note)
+        write_report(folder.path, result)
     return result
 
 

@@ -190,12 +190,16 @@ def _cache_path(cache_dir: Path, model_key: str, h: str) -> Path:
     return cache_dir / model_key / h[:2] / f"{h}.npz"
 
 
-def _cache_load(path: Path, needed: Sequence[str]) -> dict[str, np.ndarray] | None:
+def _cache_load(path: Path, needed: Sequence[str], shapes: dict | None = None) -> dict[str, np.ndarray] | None:
+    """An entry's arrays, or None (a miss) when absent, damaged, or of other shapes than `shapes`."""
     try:
         with np.load(path, allow_pickle=False) as z:  # lazy: only the arrays asked for are read
             if not all(k in z.files for k in needed):
                 return None
-            return {k: z[k] for k in [*needed, "resized"] if k in z.files}
+            got = {k: z[k] for k in [*needed, "resized"] if k in z.files}
+            if shapes is not None and any(got[k].shape != shapes[k] for k in needed):
+                return None  # well-formed but not this model's outputs: recompute
+            return got
     except (OSError, ValueError, EOFError, KeyError):
         return None  # missing or damaged entry: recompute
 
@@ -276,6 +280,7 @@ class _Run:
     resized: np.ndarray = None  # type: ignore[assignment]
     errors: list[str] = field(default_factory=list)
     hits: int = 0
+    shapes: dict | None = None  # {output: row shape} a cache entry must have (see _row_shapes)
 
     def __post_init__(self) -> None:
         self.ok = np.zeros(len(self.paths), dtype=bool)
@@ -295,7 +300,7 @@ class _Run:
                 self.errors.append(f"image not readable: {self.paths[i]}")
                 continue
             if self.cache_root is not None:
-                got = _cache_load(_cache_path(self.cache_root, self.model_key, h), self.needed)
+                got = _cache_load(_cache_path(self.cache_root, self.model_key, h), self.needed, self.shapes)
                 if got is not None:
                     self.store(i, got, bool(got.get("resized", np.array(False))))
                     self.hits += 1
@@ -327,6 +332,16 @@ def _unique_by_hash(todo: list[int], hashes) -> tuple[list[int], dict[int, int]]
             first_of[hashes[i]] = i
             unique.append(i)
     return unique, dup_of
+
+
+def _row_shapes(model, *, spec, device, flip, with_maps, jacobian, needed) -> dict[str, tuple]:
+    """The per-image shape of every output, from one forward of a blank image (checks cache entries)."""
+    from occtool.models import preprocess
+
+    h, w = spec.size_hw
+    res = _forward(model, preprocess(np.zeros((1, h, w, 3), np.uint8), spec, device=device), flip=flip,
+                   with_maps=with_maps, jacobian=jacobian)
+    return {k: tuple(res[k].shape[1:]) for k in needed}
 
 
 def _output_rows(n: int, needed, maps_file, with_maps: bool, with_contributions: bool) -> dict[str, _Rows]:
@@ -402,6 +417,9 @@ def extract_features(
                    outputs=_output_rows(n, needed, maps_file, with_maps, with_contributions),
                    cache_root=Path(cache_dir) if cache_dir is not None and model_key is not None else None,
                    model_key=model_key)
+        if run.cache_root is not None:
+            run.shapes = _row_shapes(model, spec=_input_spec(model), device=device, flip=flip, with_maps=with_maps,
+                                     jacobian=jacobian, needed=needed)
         todo = run.from_cache()
         report(progress, n - len(todo), n)
         unique, dup_of = _unique_by_hash(todo, run.hashes)

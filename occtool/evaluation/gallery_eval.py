@@ -14,7 +14,7 @@ from occtool.evaluation.engine import (
     score_identification, stage,
 )
 from occtool.evaluation.extract import Features, extract_features
-from occtool.evaluation.leakage import check_content_leakage, overlap_report
+from occtool.evaluation.leakage import check_content_leakage, check_pixel_leakage, overlap_report
 from occtool.evaluation.methods import IdentContext, resolve_methods
 from occtool.evaluation.metrics import DEFAULT_FARS
 
@@ -61,6 +61,7 @@ def evaluate_gallery(gallery_records, probe_records, *, em, methods=None, flip: 
         gf, pf = sides
         bad = check_bad([gf, pf], max_bad)
         check_content_leakage(gf.hashes, pf.hashes, gf.paths, pf.paths)
+        check_pixel_leakage(gf.paths, pf.paths)
         ctx, names, overlap = _context(gallery_records, probe_records, gf, pf, scoring, device)
         if shortlist_k is None:
             shortlist_k = AUTO_SHORTLIST_K if ctx.g_rows.size > big else 0

@@ -1,7 +1,8 @@
 """Honesty checks on a gallery/probe split before anything is scored.
 
-- The same image content (sha1 of the file bytes) on both sides is leakage: an error, whatever
-  the file names or identities say.
+- The same image content on both sides is leakage: an error, whatever the file names or
+  identities say. Checked twice: sha1 of the file bytes, and sha1 of the decoded pixels (a copy
+  re-encoded losslessly, e.g. PNG recompressed or converted from JPEG, has other bytes).
 - Probe identities absent from the gallery are counted and listed (they cannot be identified;
   in verification all their scores are impostors).
 - A subject-overlap summary says how the two sides' identities relate.
@@ -9,8 +10,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from occtool.errors import DataError
 
@@ -44,8 +49,31 @@ class OverlapReport:
         }
 
 
-def check_content_leakage(gallery_hashes, probe_hashes, gallery_paths=None, probe_paths=None) -> None:
-    """LeakageError naming up to 3 examples when any probe file's bytes equal a gallery file's."""
+def pixel_sha1(path) -> str | None:
+    """sha1 of the decoded RGB pixels and their shape; None when the image does not decode."""
+    from occtool.data.images import read_image_rgb
+
+    try:
+        img = read_image_rgb(path)
+    except DataError:
+        return None
+    return hashlib.sha1(np.asarray(img.shape, np.int64).tobytes() + img.tobytes()).hexdigest()
+
+
+def pixel_hashes(paths, *, threads: int = 4) -> list[str | None]:
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(pixel_sha1, paths))
+
+
+def check_pixel_leakage(gallery_paths, probe_paths) -> None:
+    """LeakageError when a probe has the same decoded pixels as a gallery image (re-encoded copy)."""
+    check_content_leakage(pixel_hashes(gallery_paths), pixel_hashes(probe_paths), gallery_paths, probe_paths,
+                          same="have the same pixels as gallery images (re-encoded copies)")
+
+
+def check_content_leakage(gallery_hashes, probe_hashes, gallery_paths=None, probe_paths=None, *,
+                          same: str = "are byte-identical to gallery images") -> None:
+    """LeakageError naming up to 3 examples when any probe's hash equals a gallery image's."""
     g = {}
     for i, h in enumerate(gallery_hashes):
         if h is not None:
@@ -58,7 +86,7 @@ def check_content_leakage(gallery_hashes, probe_hashes, gallery_paths=None, prob
             pp = probe_paths[pj] if probe_paths is not None else f"probe #{pj}"
             ex.append(f"{pp} == {gp}")
         raise LeakageError(
-            f"leakage: {len(clashes)} probe image(s) are byte-identical to gallery images "
+            f"leakage: {len(clashes)} probe image(s) {same} "
             f"(e.g. {'; '.join(ex)}); remove them from one side"
         )
 

@@ -9,6 +9,7 @@ occluded copy may have changed it), so the file is looked up by stem.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,20 +35,32 @@ class Pair:
         return f"{self.name_b}/{self.name_b}_{self.index_b:04d}"
 
 
-def read_pairs(path: str | Path) -> list[Pair]:
-    """Parse a pairs file; DataError naming the line on any malformed content."""
+DEFAULT_FOLDS = 10
+
+
+def read_pairs(path: str | Path, *, folds_of: int = DEFAULT_FOLDS) -> list[Pair]:
+    """Parse a pairs file; DataError naming the line on any malformed content.
+
+    With the LFW header the folds are the file's. A plain list (no header: same-person
+    `name i j` and different-person `name1 i name2 j` lines in any order and number) is split
+    into `folds_of` folds deterministically: the k-th of n same-person lines goes to fold
+    k * folds_of // n, the different-person lines likewise (balanced, file order kept); fewer
+    folds when there are fewer lines of a kind than `folds_of`.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"pairs file not found: {path}")
-    lines = [(no, line.split()) for no, line in enumerate(path.read_text().splitlines(), start=1)]
+    from occtool.io import read_text
+
+    text = read_text(path, what="pairs file", error=DataError, latin1_fallback=True)  # Latin-1 names happen
+    lines = [(no, line.split()) for no, line in enumerate(text.splitlines(), start=1)]
     lines = [(no, toks) for no, toks in lines if toks]
     if not lines:
         raise DataError(f"pairs file {path} is empty")
     head_no, head = lines[0]
-    try:
-        nums = [int(t) for t in head]
-    except ValueError:
-        raise DataError(f"pairs file {path}, line {head_no}: expected a header '<folds> <pairs per fold>'") from None
+    if not all(t.lstrip("-").isdigit() for t in head):
+        return _plain_list(path, lines, folds_of)
+    nums = [int(t) for t in head]
     if len(nums) == 2:
         n_folds, n = nums
     elif len(nums) == 1:
@@ -63,18 +76,40 @@ def read_pairs(path: str | Path) -> list[Pair]:
     pairs: list[Pair] = []
     for k, (no, toks) in enumerate(body):
         fold, within = divmod(k, 2 * n)
-        expect_same = within < n
-        try:
-            if len(toks) == 3 and expect_same:
-                pairs.append(Pair(toks[0], int(toks[1]), toks[0], int(toks[2]), True, fold))
-            elif len(toks) == 4 and not expect_same:
-                pairs.append(Pair(toks[0], int(toks[1]), toks[2], int(toks[3]), False, fold))
-            else:
-                kind = "same-person 'name i j'" if expect_same else "different-person 'name1 i name2 j'"
-                raise DataError(f"pairs file {path}, line {no}: expected a {kind} line, got {' '.join(toks)!r}")
-        except ValueError:
-            raise DataError(f"pairs file {path}, line {no}: image numbers must be integers: {' '.join(toks)!r}") from None
+        pair = _pair(path, no, toks, fold)
+        if pair.same != (within < n):
+            kind = "same-person 'name i j'" if within < n else "different-person 'name1 i name2 j'"
+            raise DataError(f"pairs file {path}, line {no}: expected a {kind} line, got {' '.join(toks)!r}")
+        pairs.append(pair)
     return pairs
+
+
+def _pair(path: Path, no: int, toks: list[str], fold: int) -> Pair:
+    try:
+        if len(toks) == 3:
+            return Pair(toks[0], int(toks[1]), toks[0], int(toks[2]), True, fold)
+        if len(toks) == 4:
+            return Pair(toks[0], int(toks[1]), toks[2], int(toks[3]), False, fold)
+    except ValueError:
+        raise DataError(f"pairs file {path}, line {no}: image numbers must be integers: {' '.join(toks)!r}") from None
+    raise DataError(f"pairs file {path}, line {no}: expected 'name i j' (same person) or 'name1 i name2 j' "
+                    f"(different people), got {' '.join(toks)!r}")
+
+
+def _plain_list(path: Path, lines, folds_of: int) -> list[Pair]:
+    """A headerless list: balanced deterministic folds (see read_pairs)."""
+    if folds_of < 1:
+        raise DataError(f"--folds-of: expected a number >= 1, got {folds_of}")
+    pairs = [_pair(path, no, toks, 0) for no, toks in lines]
+    counts = {kind: sum(p.same == kind for p in pairs) for kind in (True, False)}
+    n_folds = max(1, min([folds_of] + [c for c in counts.values() if c]))
+    seen = {True: 0, False: 0}
+    out = []
+    for p in pairs:
+        k = seen[p.same]
+        seen[p.same] += 1
+        out.append(Pair(p.name_a, p.index_a, p.name_b, p.index_b, p.same, k * n_folds // counts[p.same]))
+    return out
 
 
 def parse_folds(text: str | None, n_folds: int | None = None) -> list[int] | None:
@@ -109,6 +144,18 @@ def people_in_folds(pairs: list[Pair], folds: list[int] | None) -> set[str]:
             names.add(p.name_a)
             names.add(p.name_b)
     return names
+
+
+def disk_spellings(name: str) -> list[str]:
+    """A name read from a text file, then how a file system may spell it: its Latin-1 bytes as
+    Python shows an undecodable file name (surrogate escapes). A Latin-1 pairs file against
+    UTF-8 folders matches as is (it was decoded as Latin-1)."""
+    out = [name]
+    try:
+        alt = os.fsdecode(name.encode("latin-1"))
+    except UnicodeEncodeError:
+        return out
+    return out + [alt] if alt != name else out
 
 
 def resolve_image_root(root: str | Path) -> Path:
@@ -149,12 +196,15 @@ class StemIndex:
     def find(self, rel_stem: str) -> Path | None:
         rel = Path(rel_stem)
         identity = rel.parts[0] if len(rel.parts) > 1 else ""
-        name = rel.name
-        listing = self._listing(identity) if identity else {}
-        hit = listing.get(name)
-        if hit is None and Path(name).suffix:  # given with an extension: try its stem too
-            hit = listing.get(Path(name).stem)
-        return hit
+        for spelling in disk_spellings(identity) if identity else []:
+            name = spelling + rel.name[len(identity):] if rel.name.startswith(identity) else rel.name
+            listing = self._listing(spelling)
+            hit = listing.get(name)
+            if hit is None and Path(name).suffix:  # given with an extension: try its stem too
+                hit = listing.get(Path(name).stem)
+            if hit is not None:
+                return hit
+        return None
 
 
 def locate_pair_images(pairs: list[Pair], root_a: str | Path, root_b: str | Path | None = None):

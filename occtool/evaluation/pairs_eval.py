@@ -13,15 +13,16 @@ from occtool.evaluation import metrics as M
 from occtool.evaluation.engine import StageProgress, stage, verification_block
 from occtool.evaluation.gallery_eval import UNTRAINED_QACONV_NOTE, check_bad, extract_side
 from occtool.evaluation.methods import PairContext, create_method, resolve_methods
-from occtool.evaluation.pairs import locate_pair_images, read_pairs
+from occtool.evaluation.pairs import DEFAULT_FOLDS, locate_pair_images, read_pairs
 
 
 def evaluate_pairs(pairs_file: str | Path, root: str | Path, root_b: str | Path | None = None, *, em, methods=None,
                    flip: bool = True, threshold=None, max_bad: int = 0, batch_size: int = 64, device="cpu",
-                   cache_dir=None, fars=M.DEFAULT_FARS, progress: StageProgress = None) -> dict:
+                   cache_dir=None, fars=M.DEFAULT_FARS, progress: StageProgress = None,
+                   folds_of: int = DEFAULT_FOLDS) -> dict:
     """`root_b`: read the second image of every pair from another tree (an occluded copy): the
-    masked-probe protocol."""
-    pairs = read_pairs(pairs_file)
+    masked-probe protocol. `folds_of`: folds of a plain-list pairs file (see read_pairs)."""
+    pairs = read_pairs(pairs_file, folds_of=folds_of)
     scoring = em.scoring(flip=flip)
     methods = resolve_methods(methods, scoring)
     device = torch.device(device)
@@ -68,7 +69,8 @@ def evaluate_pairs(pairs_file: str | Path, root: str | Path, root_b: str | Path 
         "counts": counts,
         "model": em.info,
         "flip": bool(flip),
-        "protocol": "threshold chosen on 9 folds, accuracy on the 10th; mean and population std over folds",
+        "protocol": (f"{counts['folds']}-fold: threshold chosen on the other {counts['folds'] - 1} folds, accuracy "
+                     "on each held-out fold; mean and population std over folds (acc_10fold* whatever the count)"),
         "notes": notes,
     }
     rows = [{"fold": p.fold + 1, "same": int(p.same), "image_a": str(records[ia[j]]), "image_b": str(records[ib[j]]),

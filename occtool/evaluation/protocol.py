@@ -15,7 +15,7 @@ from pathlib import Path
 
 from occtool.data.images import ImageRecord, list_identity_tree
 from occtool.errors import DataError
-from occtool.evaluation.pairs import StemIndex, parse_folds, people_in_folds, read_pairs, resolve_image_root
+from occtool.evaluation.pairs import StemIndex, disk_spellings, parse_folds, people_in_folds, read_pairs, resolve_image_root
 
 
 @dataclass
@@ -46,10 +46,12 @@ def build_protocol(
     folds: str | list[int] | None = None,
     probe_source: str | Path | None = None,
     allow_missing: bool = False,
+    folds_of: int = 10,
 ) -> Protocol:
     """Gallery/probe split of the identity tree `src` (or `src/images`).
 
     folds: '6-10' style text (1-based) or a list of 0-based fold ids; needs pairs_file.
+    folds_of: the folds of a plain-list pairs file (no header; see read_pairs).
     probe_source: an occluded copy; each probe `<id>/<stem>.*` is taken from there. A probe
     missing from it is a DataError unless allow_missing (then it is dropped and counted).
     """
@@ -59,11 +61,11 @@ def build_protocol(
     if folds is not None and pairs_file is None:
         raise DataError("--folds needs --pairs (the folds are those of a pairs file)")
     if pairs_file is not None:
-        pairs = read_pairs(pairs_file)
+        pairs = read_pairs(pairs_file, folds_of=folds_of)
         n_folds = max(p.fold for p in pairs) + 1
         fold_ids = parse_folds(folds, n_folds) if isinstance(folds, (str, type(None))) else sorted(folds)
-        people = people_in_folds(pairs, fold_ids)
         have = {r.identity for r in records}
+        people = {next((s for s in disk_spellings(p) if s in have), p) for p in people_in_folds(pairs, fold_ids)}
         absent = sorted(people - have)
         if absent:
             raise DataError(

@@ -137,9 +137,11 @@ def load_model_checkpoint(path: str | Path, *, map_location="cpu") -> LoadedChec
     path = Path(path)
     ckpt = torch_load_safe(path, map_location="cpu", what="checkpoint")
     if not isinstance(ckpt, Mapping) or ckpt.get("format") != FORMAT:
+        plain = isinstance(ckpt, Mapping) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values())
+        what = "plain backbone weights (a state dict)" if plain else "not an occtool checkpoint (no format='occtool' entry)"
         raise CheckpointError(
-            f"{path}: not an occtool checkpoint (no format='occtool' entry); "
-            "plain backbone weights load with create_backbone(name, weights=...)"
+            f"{path}: {what}, not an occtool checkpoint (model.pt of occtool train); backbone weights are "
+            f"given as --backbone NAME --weights {path} (Python: create_backbone(name, weights=...))"
         )
     version = ckpt.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:

@@ -61,6 +61,11 @@ def _entry(name: str) -> BackboneEntry:
         raise ConfigError(f"unknown backbone {name!r}: expected one of {', '.join(_REGISTRY)}") from None
 
 
+def has_default_weights(name: str) -> bool:
+    """Whether `name` ships default weights (in ../shared); no file system access."""
+    return _entry(name).default_weights is not None
+
+
 def default_weights(name: str) -> Path | None:
     """The weights shipped in ../shared for `name`, or None when there are none.
 
@@ -101,4 +106,4 @@ def create_backbone(
 
 build_backbone = create_backbone  # the historical name
 
-__all__ = ["BackboneEntry", "build_backbone", "create_backbone", "default_weights", "list_backbones", "register_backbone"]
+__all__ = ["BackboneEntry", "build_backbone", "create_backbone", "default_weights", "has_default_weights", "list_backbones", "register_backbone"]

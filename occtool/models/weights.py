@@ -10,6 +10,7 @@ mismatches (a few of each, with counts) instead of torch's long message.
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -39,25 +40,19 @@ def torch_load_safe(path: str | Path, *, map_location="cpu", what: str = "file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = _unpickler_reason(str(exc))
-        if "Unsupported global" not in reason:
-            raise CheckpointError(f"{path}: not a readable torch file ({reason})") from None
-        raise CheckpointError(
-            f"{path}: refused to load with weights_only=True ({reason}); it holds pickled Python objects. "
-            "If you trust it, extract its state dict once (torch.load(..., weights_only=False)) and torch.save that"
-        ) from None
+        raise CheckpointError(_refusal(path, str(exc))) from None
     except Exception as exc:  # noqa: BLE001 - any decoding failure is "not a torch file"
         raise CheckpointError(f"{path}: not a readable torch file ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
-def _unpickler_reason(message: str) -> str:
-    """The useful sentence of torch's long weights_only error."""
-    marker = "WeightsUnpickler error:"
-    text = message.split(marker, 1)[1] if marker in message else message
-    text = " ".join(text.split())
-    for stop in (". Please use", " Check the documentation"):
-        text = text.split(stop, 1)[0]
-    return text[:200].rstrip(". ") or "unreadable"
+def _refusal(path: Path, message: str) -> str:
+    """Our own line for torch's weights_only refusal (its text, cut anywhere, reads as advice to
+    load the file unsafely): which Python object the pickle wanted, and that nothing was run."""
+    found = re.search(r"GLOBAL\s+([\w.]+)", message)
+    if found is None:
+        return f"{path}: not a readable torch file (its pickle is damaged or holds more than tensors); it was not loaded"
+    return (f"{path}: the file holds pickled Python objects ({found.group(1)}) and was not loaded: occtool reads "
+            "only tensors (torch.load with weights_only=True). Use a state dict of tensors or a .safetensors file")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -12,7 +12,7 @@ from typing import Literal, Optional
 
 from occtool.augment.config import OCCLUDER_NAMES, OccluderWeights, SynthesisConfig
 from occtool.config import ConfigValueError, check_choice, check_device, check_range, check_subset
-from occtool.models.registry import list_backbones
+from occtool.models.registry import has_default_weights, list_backbones
 
 
 def _medical_only_weights() -> OccluderWeights:
@@ -98,6 +98,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_choice("backbone", self.backbone, list_backbones())
+        if self.weights == "default" and not has_default_weights(self.backbone):
+            raise ConfigValueError("weights", f"a weights file, or none for random initialisation ({self.backbone} "
+                                   "ships no default weights)", self.weights)
         check_range("hidden_channels", self.hidden_channels, lo=1)
         check_range("neck_channels", self.neck_channels, lo=1, optional=True)
 

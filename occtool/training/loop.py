@@ -60,12 +60,15 @@ def train(
     resume: str | Path | bool | None = None,
     log: LogFn = None,
     epoch_hooks: Sequence[EpochHook] = (),
+    resume_override: bool = False,
 ) -> TrainResult:
     """Train per `config`, writing into `out_dir` (see the module doc). `resume`: True (the
-    newest state in out_dir), a run folder or a state file; the run then continues exactly.
+    newest state in out_dir), a run folder or a state file; the run then continues exactly, and
+    a config that differs from the run's is refused unless `resume_override` (then applied:
+    the new hyperparameters, from the saved step on; recorded in metrics.json "resumes").
     `epoch_hooks`: callables (run_state, epoch_metrics) run on rank 0 at each epoch end."""
     return run_loop(MultiTaskTraining(config), out_dir=out_dir, progress=progress, resume=resume, log=log,
-                    epoch_hooks=epoch_hooks)
+                    epoch_hooks=epoch_hooks, resume_override=resume_override)
 
 
 def run_loop(
@@ -76,6 +79,7 @@ def run_loop(
     resume: str | Path | bool | None = None,
     log: LogFn = None,
     epoch_hooks: Sequence[EpochHook] = (),
+    resume_override: bool = False,
 ) -> TrainResult:
     """Run `task` to the end (or to `stop_after_steps`), resuming from a training state if asked."""
     from occtool.device import resolve_device
@@ -89,7 +93,7 @@ def run_loop(
     if task.settings.threads:
         torch.set_num_threads(task.settings.threads)
     env = LoopEnv(out=Path(out_dir), device=device, dist_info=dist_info, say=log or (lambda _m: None),
-                  progress=progress)
+                  progress=progress, resume_override=resume_override)
     try:
         return _run(task, env, resume, epoch_hooks, t_start)
     finally:
@@ -122,6 +126,8 @@ def _finish(run: RunState, task: Task) -> TrainResult:
         if not run.interrupted:
             model_path, metrics = task.finish(run)
             metrics["wall_time_s"] = round(run.elapsed_s(), 1)
+            if run.resumes:
+                metrics["resumes"] = run.resumes
             atomic_write_json(run.out / "metrics.json", metrics)
     barrier(run.dist_info)
     return TrainResult(out_dir=run.out, steps=run.step, epochs=task.settings.epochs, model_path=model_path,

@@ -6,6 +6,7 @@ on-the-fly occlusion or a frozen-body feature cache; validation and the final te
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import time
 from pathlib import Path
@@ -30,7 +31,13 @@ def loop_settings(cfg: TrainConfig) -> LoopSettings:
         checkpoint_every_steps=cfg.checkpoint.every_steps, checkpoint_every_epochs=cfg.checkpoint.every_epochs,
         keep_last=cfg.checkpoint.keep_last, validate_every_epochs=cfg.validation.every_epochs,
         nonfinite_steps=tuple(cfg.debug.nonfinite_steps), stop_after_steps=cfg.debug.stop_after_steps,
+        resume_free_keys=RESUME_FREE_KEYS,
     )
+
+
+# May change on --resume: where and how fast it runs, logging, checkpoint bookkeeping, debugging.
+RESUME_FREE_KEYS = ("device", "threads", "data.load_threads", "data.cache_dir", "data.cache_batch_size",
+                    "schedule.log_every", "validation.batch_size", "checkpoint.", "debug.")
 
 
 def loss_weights(cfg: TrainConfig, step: int) -> dict[str, float]:
@@ -305,11 +312,27 @@ class MultiTaskTraining:
                               config=to_dict(self.config), extra=extra)
 
     def state_dict(self) -> dict:
-        return {"sampler": self.sampler.state_dict()}
+        return {"sampler": self.sampler.state_dict(), "data": self._data_fingerprint()}
 
     def load_state_dict(self, state: dict) -> int:
+        saved, now = state.get("data"), self._data_fingerprint()
+        if saved is not None and saved != now:
+            what = (f"{saved['images']} images of {saved['identities']} identities then, "
+                    f"{now['images']} of {now['identities']} now")
+            if saved["identities"] != now["identities"] or not self.env.resume_override:
+                raise ConfigError(f"--resume: the training data differ from the run's ({what}; data.train_root "
+                                  f"{self.config.data.train_root}); "
+                                  + ("the classifier has one row per identity: it cannot continue"
+                                     if saved["identities"] != now["identities"] else
+                                     "resume on the same data, or pass --resume-override to continue on these"))
         self.sampler.load_state_dict(state["sampler"])
         return int(state["sampler"]["epoch"])
+
+    def _data_fingerprint(self) -> dict:
+        """What the training data were: counts and a hash of the (identity, relative path) list."""
+        digest = hashlib.sha1("\n".join(f"{r.identity}/{r.relpath.as_posix()}" for r in self.data.records).encode())
+        return {"images": len(self.data.records), "identities": len(self.data.identities),
+                "sha1": digest.hexdigest()}
 
     # -- the end -----------------------------------------------------------------------------
     def finish(self, run) -> tuple[Optional[Path], dict]:

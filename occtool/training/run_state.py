@@ -44,6 +44,7 @@ class RunState:
     best: dict = field(default_factory=dict)  # the task's best_record of the best epoch so far
     last_val: dict = field(default_factory=dict)  # the latest validation metrics
     interrupted: bool = False
+    resumes: list[dict] = field(default_factory=list)  # each --resume-override: step and changed keys
     t_start: float = field(default_factory=time.time)
     t_log: float = field(default_factory=time.time)  # last time metrics.csv/curves were written
 
@@ -61,14 +62,34 @@ class RunState:
     def module_state(self) -> dict:
         return {k: v.detach().cpu() for k, v in unwrap(self.module).state_dict().items()}
 
-    def load(self, state: dict) -> None:
-        """Restore the loop's part of a training state (the module, optimiser, counters...)."""
+    def load(self, state: dict, *, keep_hyperparameters: bool = False) -> None:
+        """Restore the loop's part of a training state (the module, optimiser, counters...).
+
+        keep_hyperparameters (--resume-override): the optimiser's moments and the schedule's
+        position come from the state, its hyperparameters (lr, weight decay...) and the base
+        learning rates from the config this run was built with."""
+        fresh = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        fresh_base = list(getattr(self.scheduler, "base_lrs", []))
         unwrap(self.module).load_state_dict(state["module"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if keep_hyperparameters:
+            for group, hp in zip(self.optimizer.param_groups, fresh):
+                group.update(hp)
+            if fresh_base:
+                self.scheduler.base_lrs = fresh_base
+            if hasattr(self.scheduler, "lr_lambdas"):  # LambdaLR: the lr of the current step, from the new base
+                for group, base, lam in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                            self.scheduler.lr_lambdas):
+                    group["lr"] = base * lam(self.scheduler.last_epoch)
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.nonfinite_run, self.nonfinite_total = int(state["nonfinite_run"]), int(state["nonfinite_total"])
         self.history = list(state.get("history", []))
         self.best = dict(state.get("best", {}))
+        self.resumes = list(state.get("resumes", []))
+        # the latest validation: metrics.json and model.pt of a resumed (finished) run keep it
+        epochs = [r for r in self.history if r.get("kind") == "epoch"]
+        last = dict(state.get("last_val") or (epochs[-1] if epochs else {}))
+        self.last_val = {k: v for k, v in last.items() if k not in ("kind", "epoch", "step")}

@@ -105,6 +105,8 @@ def find_state(resume: str | Path | bool, out: Path) -> Path:
             name = json.loads(latest.read_text())["state"]
         except (ValueError, KeyError):
             name = None
+        if name and (ck / name).resolve().parent != ck.resolve():
+            raise CheckpointError(f"{latest} names {name!r}, which is outside {ck}: refused (edit or delete latest.json)")
         if name and (ck / name).is_file():
             return ck / name
     states = sorted(ck.glob("state-*.pt"))
@@ -114,12 +116,9 @@ def find_state(resume: str | Path | bool, out: Path) -> Path:
 
 
 def load_state(path: Path) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"training state not found: {path}") from None
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
-        raise CheckpointError(f"training state {path} cannot be read ({exc.__class__.__name__}: {exc})") from None
+    from occtool.models.weights import torch_load_safe
+
+    state = torch_load_safe(path, what="training state")  # pickled objects: refused with our line
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path} is not an occtool training state")
     if state.get("format_version") != STATE_VERSION:

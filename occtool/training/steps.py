@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from occtool.config import to_dict, to_yaml
-from occtool.errors import TrainingError
+from occtool.errors import ConfigError, TrainingError
 from occtool.io import atomic_write_text
 from occtool.progress import report
 from occtool.training import state as st
@@ -34,6 +34,9 @@ def setup(task: Task, env: LoopEnv, resume) -> tuple[RunState, Optional[dict]]:
     to resume from (loaded before anything is written, applied by `resume_from`)."""
     s = task.settings
     state = st.load_state(st.find_state(resume, env.out)) if resume else None
+    changes = config_changes(state, task, override=env.resume_override) if state is not None else {}
+    if changes:
+        env.say("resuming with a changed config: " + _changes_text(changes))
     if env.dist_info.is_main:
         env.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(env.out / "config.yaml", to_yaml(task.config))
@@ -53,13 +56,54 @@ def setup(task: Task, env: LoopEnv, resume) -> tuple[RunState, Optional[dict]]:
     scaler = torch.amp.GradScaler("cuda", enabled=amp_on)
     run = RunState(out=env.out, device=env.device, dist_info=env.dist_info, module=wrapped, optimizer=optimizer,
                    scheduler=scheduler, scaler=scaler, amp_on=amp_on, epochs=s.epochs, steps_per_epoch=steps_per_epoch)
+    if state is not None:
+        state["_changes"] = changes
     return run, state
 
 
+def config_changes(state: dict, task: Task, *, override: bool) -> dict[str, tuple]:
+    """{dotted key: (the run's value, this config's value)} for keys outside
+    `settings.resume_free_keys`; ConfigError naming them unless `override`."""
+    old, new = _flat(state.get("config") or {}), _flat(to_dict(task.config))
+    free = task.settings.resume_free_keys
+    changes = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
+               if not _same(old.get(k), new.get(k))
+               and not any(k == f or (f.endswith(".") and k.startswith(f)) for f in free)}
+    if changes and not override:
+        raise ConfigError(f"--resume: the config differs from the run's: {_changes_text(changes)}; resume with the "
+                          "run's own config, or pass --resume-override to apply the change (recorded in metrics.json)")
+    return changes
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _same(a, b) -> bool:
+    if a == b:
+        return True
+    if isinstance(a, str) and isinstance(b, str):  # the same folder spelled two ways
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    return False
+
+
+def _changes_text(changes: dict) -> str:
+    return ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items())
+
+
 def resume_from(run: RunState, task: Task, state: dict, say) -> None:
-    run.load(state)
+    changes = state.pop("_changes", {})
+    run.load(state, keep_hyperparameters=bool(changes))
     run.epoch = task.load_state_dict(state)
     st.set_rng_state(state["rng"])
+    if changes:
+        run.resumes.append({"step": run.step, "changed": {k: [a, b] for k, (a, b) in changes.items()}})
     say(f"resumed from step {run.step} (epoch {run.epoch + 1})")
 
 
@@ -210,6 +254,8 @@ def save_checkpoint(run: RunState, task: Task) -> None:
         "nonfinite_total": run.nonfinite_total,
         "history": run.history,
         "best": run.best,
+        "last_val": run.last_val,
+        "resumes": run.resumes,
         "config": to_dict(task.config),
     }, step=run.step, keep_last=task.settings.keep_last)
 

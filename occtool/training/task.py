@@ -51,6 +51,9 @@ class LoopSettings:
     validate_at_start: bool = False  # validate the starting model as "epoch 0" (not on resume)
     nonfinite_steps: tuple[int, ...] = ()  # debug: inject a NaN loss at these step indices
     stop_after_steps: Optional[int] = None  # debug: end as if interrupted after N steps
+    # config keys (dotted; "x." = a whole section) that may differ on --resume without
+    # --resume-override: they do not change what is computed (device, threads, logging...)
+    resume_free_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class LoopEnv:
     dist_info: DistInfo
     say: SayFn
     progress: ProgressFn = None
+    resume_override: bool = False  # --resume-override: apply a changed config on resume (recorded)
 
 
 @dataclass
@@ -119,7 +123,8 @@ class Task(Protocol):
         """Task state a resume needs beyond the module/optimiser (e.g. the sampler position)."""
 
     def load_state_dict(self, state: dict) -> int:
-        """Restore `state_dict()` output; return the 0-based epoch to continue from."""
+        """Restore `state_dict()` output; return the 0-based epoch to continue from. Refuse
+        (OcctoolError) a state this task cannot continue (e.g. other training data)."""
 
     def finish(self, run: "RunState") -> tuple[Optional[Path], dict]:
         """Rank 0, after the last epoch: ship the model and return (its path or None, metrics

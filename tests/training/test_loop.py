@@ -153,7 +153,8 @@ def test_state_file_holds_what_resume_needs(tmp_path):
     run_loop(ToyTask(epochs=1, checkpoint_every_steps=2), out_dir=tmp_path / "r")
     state = st.load_state(st.find_state(True, tmp_path / "r"))
     assert list(state) == ["format", "format_version", "step", "module", "optimizer", "scheduler", "scaler",
-                           "sampler", "rng", "nonfinite_run", "nonfinite_total", "history", "best", "config"]
+                           "sampler", "rng", "nonfinite_run", "nonfinite_total", "history", "best", "last_val",
+                           "resumes", "config"]
     assert state["step"] == 4 and state["sampler"] == {"epoch": 0, "position": 4}
     assert state["config"] == {"lr": 0.2, "samples": 64, "batch": 16}
     ck = tmp_path / "r" / "checkpoints"
