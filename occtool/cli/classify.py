@@ -17,21 +17,6 @@ app = typer.Typer(
 )
 
 
-def _out_dir(out: Path, force: bool) -> Path:
-    """prepare_out_dir, with an unwritable place as one clear error."""
-    from occtool.errors import OcctoolError
-    from occtool.io import prepare_out_dir
-
-    try:
-        out = prepare_out_dir(out, force=force)
-        probe = out / ".occtool-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise OcctoolError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
-    return out
-
-
 @app.command("train")
 def train(
     out: Path = typer.Option(..., "--out", help="Run folder: model.pt (best), checkpoint.pt, history.csv, metrics.json, config.yaml."),
@@ -51,8 +36,6 @@ def train(
     from occtool.classify.config import ClassifyTrainConfig
     from occtool.errors import ConfigError
     from occtool.evaluation.classification import format_confusion
-    from occtool.io import write_config
-
     if resume and force:
         raise ConfigError("--resume continues the run in --out; --force would overwrite it: choose one")
     if resume and not (out / "checkpoint.pt").is_file():
@@ -66,13 +49,13 @@ def train(
     from occtool.classify.data import load_samples
 
     load_samples(cfg.data)  # a bad --data fails before anything is written
-    if not resume:
-        _out_dir(out, force)
-    write_config(out, cfg)
     from occtool.classify.train import train_classifier
+    from occtool.io import output_folder
 
-    with progress_bar("classify train") as progress:
-        metrics = train_classifier(cfg, out, resume=resume, progress=progress, log=info)
+    with output_folder(out, command="classify train", force=force, cfg=cfg, resume=resume,
+                       resume_hint=f"resume with: occtool classify train --out {out} --resume") as folder:
+        with progress_bar("classify train") as progress:
+            metrics = train_classifier(cfg, folder.path, resume=resume, progress=progress, log=info)
     val = metrics["validation"]
     recalls = ", ".join(f"{c} {v['recall']:.3f}" for c, v in val["per_class"].items())
     info(f"validation accuracy {val['accuracy']:.4f} (best epoch {metrics['best_epoch']}), recall: {recalls}")
@@ -186,21 +169,20 @@ def predict(
         check_inputs, count_frames, expand_inputs, format_report, iter_frames, load_predictor, predict_frames,
         write_predictions,
     )
-    from occtool.io import atomic_write_json, write_config
+    from occtool.io import output_folder
 
     cfg = _predict_config(config, sets, every, min_confidence, fallback, batch_size, threads)
     paths = expand_inputs(inputs)
     check_inputs(paths)
     predictor = load_predictor(model, threads=cfg.threads)
     box_source, box_kind = _box_source(bbox, boxes, whole_image, cfg)
-    _out_dir(out, force)
-    write_config(out, cfg)
-    with progress_bar("classify predict") as progress:
-        result = predict_frames(iter_frames(paths, every=cfg.every), predictor, box_source, cfg,
-                                progress=progress, total=count_frames(paths, cfg.every))
-    write_predictions(out, result)
-    atomic_write_json(out / "metrics.json", {"model": str(model), "boxes": box_kind, "inputs": [str(p) for p in inputs],
-                                             **result.report})
+    with output_folder(out, command="classify predict", force=force, cfg=cfg) as folder:
+        with progress_bar("classify predict") as progress:
+            result = predict_frames(iter_frames(paths, every=cfg.every), predictor, box_source, cfg,
+                                    progress=progress, total=count_frames(paths, cfg.every))
+        write_predictions(folder.path, result)
+        folder.write_metrics({"model": str(model), "boxes": box_kind, "inputs": [str(p) for p in inputs],
+                              **result.report})
     info(format_report(result.report))
     info(f"wrote {out}/predictions.csv, predictions.jsonl, frames.csv, metrics.json")
 
@@ -229,23 +211,22 @@ def evaluate(
     from occtool.classify.evaluate import evaluate_samples
     from occtool.classify.predict import load_predictor
     from occtool.evaluation.classification import format_confusion
-    from occtool.io import atomic_write_json, atomic_write_text, write_config
+    from occtool.io import atomic_write_text, output_folder
 
     cfg = _predict_config(config, sets, None, min_confidence, fallback, batch_size, threads)
     samples = load_samples(data)
     predictor = load_predictor(model, threads=cfg.threads)
     box_source, box_kind = _box_source(bbox, boxes, whole_image, cfg)
-    _out_dir(out, force)
-    write_config(out, cfg)
-    with progress_bar("classify evaluate") as progress:
-        metrics, rows = evaluate_samples(samples, predictor, box_source, cfg, progress=progress)
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    atomic_write_text(out / "predictions.csv", buf.getvalue())
-    atomic_write_json(out / "metrics.json", {"model": str(model), "data": str(data), "boxes": box_kind, **metrics})
+    with output_folder(out, command="classify evaluate", force=force, cfg=cfg) as folder:
+        with progress_bar("classify evaluate") as progress:
+            metrics, rows = evaluate_samples(samples, predictor, box_source, cfg, progress=progress)
+        buf = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        atomic_write_text(folder.path / "predictions.csv", buf.getvalue())
+        folder.write_metrics({"model": str(model), "data": str(data), "boxes": box_kind, **metrics})
     acc = metrics["accuracy"]
     info(f"{metrics['n']} faces scored ({metrics['images_without_face']} images without a face): accuracy "
          f"{acc if acc is None else f'{acc:.4f}'}; recall: " + ", ".join(f"{c} {v['recall']:.3f}" for c, v in metrics["per_class"].items() if v["support"]))

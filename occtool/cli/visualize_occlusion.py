@@ -17,16 +17,6 @@ app = typer.Typer(
 )
 
 
-def _out_dir(out: Path, force: bool) -> Path:
-    from occtool.errors import OcctoolError
-    from occtool.io import prepare_out_dir
-
-    try:
-        return prepare_out_dir(out, force=force)
-    except OSError as exc:
-        raise OcctoolError(f"cannot write --out {out}: {exc.strerror or exc}") from None
-
-
 def _write(out: Path, cfg, result, csv_name: str) -> int:
     """config.yaml, metrics.json, the CSV and every figure (built, saved and closed one by one)."""
     from occtool.errors import OcctoolError
@@ -87,10 +77,13 @@ def maps(
                "sheet_max": sheet_max, "sheet_columns": columns, "tile_size": tile_size, "batch_size": batch_size, "max_bad": max_bad, "dpi": dpi,
                "device": device if device != "auto" else None}
     cfg = build_config(MapsConfig, config, set_, options)
-    out_dir = _out_dir(out, force)
-    with progress_bar("maps") as progress:
-        result = run_maps(cfg, progress=progress)
-    n_fig = _write(out_dir, cfg, result, "maps.csv")
+    from occtool.io import output_folder
+
+    with output_folder(out, command="visualize-occlusion maps", force=force) as folder:
+        with progress_bar("maps") as progress:
+            result = run_maps(cfg, progress=progress)
+        n_fig = _write(folder.path, cfg, result, "maps.csv")
+    out_dir = folder.path
     m = result.metrics
     regions = ", ".join(f"{r} {m['regions'][r]['mean_visibility']:.2f} ({100 * m['regions'][r]['occluded_fraction']:.0f}% occluded)"
                         for r in ("eyes", "nose", "lower"))
@@ -132,10 +125,13 @@ def pair(
                "top_k": top_k, "flip": flip, "max_panels": max_panels, "dpi": dpi,
                "device": device if device != "auto" else None}
     cfg = build_config(PairConfig, config, set_, options)
-    out_dir = _out_dir(out, force)
-    with progress_bar("pairs") as progress:
-        result = run_pairs(cfg, progress=progress)
-    n_fig = _write(out_dir, cfg, result, "pairs.csv")
+    from occtool.io import output_folder
+
+    with output_folder(out, command="visualize-occlusion pair", force=force) as folder:
+        with progress_bar("pairs") as progress:
+            result = run_pairs(cfg, progress=progress)
+        n_fig = _write(folder.path, cfg, result, "pairs.csv")
+    out_dir = folder.path
     for r in result.rows[:10]:
         scores = ", ".join(f"{k} {r[k]:.3f}" for k in result.metrics["mean_scores"])
         info(f"{Path(r['probe']).name} vs {Path(r['gallery']).name}{' (' + r['kind'] + ')' if r['kind'] else ''}: {scores}")
