@@ -27,6 +27,7 @@ import copy
 import json
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,25 @@ def _metadata(model) -> dict[str, str]:
     }
 
 
+@contextmanager
+def _quiet():
+    """Silence the exporter: Python warnings, and the C++ side's own dump of the graph on stdout
+    when an operator is not supported (the ExportError says what failed, once)."""
+    import sys
+    import tempfile
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            os.dup2(sink.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def export_onnx(model: nn.Module, path: str | Path, *, opset: int = OPSET) -> Path:
     """Write `model` (a Backbone or FaceModel; left unchanged) as an ONNX graph to `path`.
 
@@ -103,8 +123,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = OPSET) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")  # tracer / deprecation chatter: the check below is what counts
+        with _quiet(), torch.inference_mode(False), torch.no_grad():
             torch.onnx.export(graph, (torch.zeros(2, 3, h, w),), str(tmp), input_names=[INPUT_NAME],
                               output_names=list(names), dynamic_axes=dynamic, opset_version=opset,
                               do_constant_folding=True, dynamo=False)
