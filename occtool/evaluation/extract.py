@@ -430,7 +430,7 @@ def _run_graph_batches(run: _Run, unique: list[int], model, graph, *, spec, flip
             report(progress, min(done, n), n)
 
 
-def _open_graph(model, runtime: str, *, paths, unique, spec, flip, threads, cache_dir, model_key):
+def _open_graph(model, runtime: str, *, paths, unique, spec, flip, threads, graph_dir, model_key):
     """The exported graph checked on the first images of this run, or None (PyTorch) when
     `auto` and the model does not export or disagrees (ExportError with `onnxruntime`)."""
     from occtool.models.export import ExportError
@@ -445,7 +445,7 @@ def _open_graph(model, runtime: str, *, paths, unique, spec, flip, threads, cach
         return None
     check = torch.from_numpy(x[:: max(1, len(x) // CHECK_ROWS)])
     try:
-        return onnx_graph_for(model, check_inputs=check, threads=threads, cache_dir=cache_dir, fingerprint=model_key)
+        return onnx_graph_for(model, check_inputs=check, threads=threads, graph_dir=graph_dir, fingerprint=model_key)
     except ExportError:
         if runtime == "onnxruntime":
             raise
@@ -469,6 +469,7 @@ def extract_features(
     with_contributions: bool = False,
     runtime: str = "torch",
     threads: int | None = None,
+    graph_dir: str | Path | None = None,
 ) -> Features:
     """Features of every image in `records` (ImageRecords or paths); see the module doc.
 
@@ -481,14 +482,20 @@ def extract_features(
     `with_contributions`: also the visibility-matched embedding's inputs (FaceModel only).
     `runtime`: "torch", "onnxruntime" or "auto" (module doc; `Features.runtime` says which ran);
     `threads`: intra-op threads of ONNX Runtime (None: `occtool.runtime.default_threads()`).
+    `graph_dir`: where the exported graph is kept, as `<model_key>.onnx` (default `<cache_dir>/onnx`
+    with a cache_dir; without either, or without a model_key, it is exported for this call only).
     """
     from occtool.models import inference_copy
 
     paths = [Path(r.path) if isinstance(r, ImageRecord) else Path(r) for r in records]
     n, device = len(paths), torch.device(device)
-    model = inference_copy(model, device)  # BatchNorms folded (+ channels-last on CPU): ~2.4x faster
+    from occtool.runtime import resolve_runtime
+
     face = _is_face_model(model)
     with_contributions = with_contributions and face
+    if resolve_runtime(runtime, device) == "torch" or with_contributions:
+        model = inference_copy(model, device)  # BatchNorms folded (+ channels-last on CPU): ~2.4x faster
+    # else: the exported graph is made from an eval copy (export_onnx); PyTorch copies on a fallback
     needed = _needed(face, with_maps, with_contributions)
     jacobian = None
     if with_contributions:
@@ -505,7 +512,9 @@ def extract_features(
         unique, dup_of = _unique_by_hash(todo, run.hashes)
         used = _run_unique(run, unique, model, runtime=runtime, threads=threads, device=device, flip=flip,
                            with_maps=with_maps, jacobian=jacobian, batch_size=batch_size, pool=pool,
-                           progress=progress, done=n - len(todo), cache_dir=cache_dir, model_key=model_key)
+                           progress=progress, done=n - len(todo), model_key=model_key,
+                           graph_dir=graph_dir if graph_dir is not None else
+                           (Path(cache_dir) / "onnx" if cache_dir is not None else None))
     run.copy_duplicates(dup_of)
     report(progress, n, n)
     feats = _finish(run, model, face, max_bad)
@@ -514,7 +523,7 @@ def extract_features(
 
 
 def _run_unique(run: _Run, unique, model, *, runtime, threads, device, flip, with_maps, jacobian, batch_size, pool,
-                progress, done, cache_dir, model_key) -> str:
+                progress, done, graph_dir, model_key) -> str:
     """Compute the images not in the cache with the runtime asked for; returns the one used."""
     from occtool.runtime import resolve_runtime
     from occtool.runtime.threads import resolve_threads
@@ -523,8 +532,11 @@ def _run_unique(run: _Run, unique, model, *, runtime, threads, device, flip, wit
     graph = None
     if unique and resolve_runtime(runtime, device) == "onnxruntime":
         graph = _open_graph(model, runtime, paths=run.paths, unique=unique, spec=spec, flip=flip,
-                            threads=resolve_threads(threads), cache_dir=cache_dir, model_key=model_key)
+                            threads=resolve_threads(threads), graph_dir=graph_dir, model_key=model_key)
     if graph is None:
+        from occtool.models import inference_copy
+
+        model = inference_copy(model, device)  # a no-op when it is the copy already
         _run_batches(run, unique, model, spec=spec, device=device, flip=flip, with_maps=with_maps, jacobian=jacobian,
                      batch_size=batch_size, pool=pool, progress=progress, done=done)
         return "torch" if unique else "none (all cached)"

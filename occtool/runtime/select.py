@@ -66,18 +66,19 @@ class OnnxGraph:
             self._tmp = None
 
 
-def onnx_graph_for(model, *, check_inputs, threads: int, cache_dir: str | Path | None = None,
+def onnx_graph_for(model, *, check_inputs, threads: int, graph_dir: str | Path | None = None,
                    fingerprint: str | None = None, tol: float | None = None) -> OnnxGraph:
     """The model's graph in ONNX Runtime: exported (or found in the cache) and checked against
     PyTorch on `check_inputs` (a preprocessed batch [B, 3, H, W] of real faces). ExportError when
-    the model does not export or its graph disagrees beyond `tol` (default 1e-4)."""
+    the model does not export or its graph disagrees beyond `tol` (default 1e-4). The graph is
+    kept as `<graph_dir>/<fingerprint>.onnx` when both are given (else in a temporary folder)."""
     from occtool.models.export import DEFAULT_TOL, check_onnx, export_onnx, output_names
     from occtool.runtime.session import make_session
 
     tol = DEFAULT_TOL if tol is None else tol
     tmp = None
-    if cache_dir is not None and fingerprint is not None:
-        path = Path(cache_dir) / "onnx" / f"{fingerprint}.onnx"
+    if graph_dir is not None and fingerprint is not None:
+        path = Path(graph_dir) / f"{fingerprint}.onnx"
     else:
         tmp = tempfile.mkdtemp(prefix="occtool-onnx-")
         path = Path(tmp) / "model.onnx"

@@ -1,0 +1,111 @@
+"""Extraction speed, side by side in one run: files on disk -> features, per runtime and thread count.
+
+On the same N aligned LFW files and the same MobileFaceNet, for 1 and 2 threads:
+- ``bare_ort``: a bare ONNX Runtime session on occtool's exported graph, inputs already decoded
+  and preprocessed in memory (the engine alone; best of batch 1 and `--batch`);
+- ``occtool_ort``: `extract_features(runtime="onnxruntime")`: files read, hashed, decoded,
+  preprocessed (in a prefetch thread) and run through the same graph;
+- ``occtool_torch``: `extract_features(runtime="torch")`, today's PyTorch path (fused BatchNorm,
+  channels-last), torch.set_num_threads(threads).
+No flip TTA and no feature cache for the ratio (one forward per image in every column, as the
+bare session does); `--flip` adds the eval-gallery setting (image + mirror, match maps) as extra rows.
+Prints images/s and the ratios occtool_ort / bare_ort and occtool_ort / occtool_torch; `uptime`
+load before and after (the machine is shared: compare ratios measured in the same run).
+
+    .venv/bin/python benchmarks/bench_extract.py [--images 512 --batch 32 --threads 1,2 --rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+
+def _best(fn, rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def _bare(graph_path: Path, x: np.ndarray, *, threads: int, batch: int, rounds: int) -> float:
+    from occtool.runtime import make_session
+
+    sess = make_session(graph_path, threads=threads)
+    sess.run(None, {"input": x[:batch]})  # warm-up
+
+    def go():
+        for s in range(0, len(x), batch):
+            sess.run(None, {"input": x[s : s + batch]})
+
+    return len(x) / _best(go, rounds)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--images", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=32, help="occtool_ort batch (occtool_torch uses 64, its default)")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--flip", action="store_true", help="also the eval-gallery setting (flip TTA + match maps)")
+    ap.add_argument("--root", default=None, help="aligned image tree (default ../shared/data/lfw_aligned112/images)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+
+    from occtool.evaluation import extract_features, model_identity
+    from occtool.models import build_backbone, default_weights, preprocess
+    from occtool.data.images import read_image_rgb
+    from occtool.resources import shared_root
+
+    root = Path(args.root) if args.root else shared_root() / "data" / "lfw_aligned112" / "images"
+    paths = sorted(root.rglob("*.jpg"))[: args.images]
+    weights = default_weights("mobilefacenet")
+    model = build_backbone("mobilefacenet", weights=weights).eval()
+    key = model_identity(backbone="mobilefacenet", weights_file=weights, flip=False, kind="backbone")
+    graph_dir = Path(tempfile.mkdtemp(prefix="bench-extract-"))
+    # export + check once (not timed), on the real faces
+    extract_features(paths[:16], model=model, device="cpu", runtime="onnxruntime", flip=False, with_maps=False,
+                     graph_dir=graph_dir, model_key=key, threads=1)
+    graph = graph_dir / f"{key}.onnx"
+    x = preprocess(np.stack([read_image_rgb(p) for p in paths]), model.input_spec).numpy()
+
+    res: dict = {"images": len(paths), "batch": args.batch, "load_before": os.getloadavg()[0], "rows": []}
+    print(f"== extraction, {len(paths)} files of {root}, MobileFaceNet; load {res['load_before']:.2f} (1 min)")
+    settings = [("no flip, embeddings", dict(flip=False, with_maps=False))]
+    if args.flip:
+        settings.append(("flip + match maps", dict(flip=True, with_maps=True)))
+    for t in [int(v) for v in args.threads.split(",")]:
+        torch.set_num_threads(t)
+        bare = max(_bare(graph, x, threads=t, batch=b, rounds=args.rounds) for b in (1, args.batch))
+        for name, kw in settings:
+            common = dict(model=model, device="cpu", graph_dir=graph_dir, model_key=key, **kw)
+            ort_s = _best(lambda: extract_features(paths, runtime="onnxruntime", threads=t, batch_size=args.batch,
+                                                   **common), args.rounds)
+            torch_s = _best(lambda: extract_features(paths, runtime="torch", batch_size=64, **common), args.rounds)
+            row = {"threads": t, "setting": name, "bare_ort": bare if kw["flip"] is False else bare / 2,
+                   "occtool_ort": len(paths) / ort_s, "occtool_torch": len(paths) / torch_s, "load": os.getloadavg()[0]}
+            row["ort_vs_bare"] = row["occtool_ort"] / row["bare_ort"]
+            row["ort_vs_torch"] = row["occtool_ort"] / row["occtool_torch"]
+            res["rows"].append(row)
+            print(f"   {t} thread(s), {name:<20} bare ORT {row['bare_ort']:7.1f} img/s | occtool ORT "
+                  f"{row['occtool_ort']:7.1f} ({row['ort_vs_bare']:.2f}x bare) | occtool torch {row['occtool_torch']:7.1f} "
+                  f"-> ORT/torch {row['ort_vs_torch']:.2f}x   (load {row['load']:.2f})")
+    if args.flip:
+        print("   (flip rows: the bare column is halved, since each image runs twice)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2))
+    return res
+
+
+if __name__ == "__main__":
+    main()
