@@ -391,6 +391,7 @@ def _run_batches(run: _Run, unique: list[int], model, *, spec, device, flip, wit
 
 
 CHECK_ROWS = 16  # rows of the first batch (images and mirrors) the exported graph is checked on
+ORT_BATCH = 8  # ONNX Runtime on the CPU is fastest on small batches (they stay in cache): at most this
 
 
 def _load_batch(paths: list[Path], idx: list[int], spec, flip: bool):
@@ -436,16 +437,16 @@ def _open_graph(model, runtime: str, *, paths, unique, spec, flip, threads, grap
     from occtool.models.export import ExportError
     from occtool.runtime import onnx_graph_for
 
-    x = None
-    for s in range(0, len(unique), CHECK_ROWS):  # the first images that decode
-        _, _, x = _load_batch(paths, unique[s : s + CHECK_ROWS], spec, flip)
-        if x is not None:
-            break
-    if x is None:
+    def check_inputs():
+        for s in range(0, len(unique), CHECK_ROWS):  # the first images that decode
+            _, _, x = _load_batch(paths, unique[s : s + CHECK_ROWS], spec, flip)
+            if x is not None:
+                return torch.from_numpy(x[:: max(1, len(x) // CHECK_ROWS)])
         return None
-    check = torch.from_numpy(x[:: max(1, len(x) // CHECK_ROWS)])
+
     try:
-        return onnx_graph_for(model, check_inputs=check, threads=threads, graph_dir=graph_dir, fingerprint=model_key)
+        return onnx_graph_for(model, check_inputs=check_inputs, threads=threads, graph_dir=graph_dir,
+                              fingerprint=model_key)
     except ExportError:
         if runtime == "onnxruntime":
             raise
@@ -542,7 +543,7 @@ def _run_unique(run: _Run, unique, model, *, runtime, threads, device, flip, wit
         return "torch" if unique else "none (all cached)"
     try:
         _run_graph_batches(run, unique, model, graph, spec=spec, flip=flip, with_maps=with_maps, jacobian=jacobian,
-                           batch_size=batch_size, progress=progress, done=done)
+                           batch_size=min(batch_size, ORT_BATCH), progress=progress, done=done)
     finally:
         graph.close()
     return "onnxruntime"

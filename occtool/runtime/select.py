@@ -69,7 +69,8 @@ class OnnxGraph:
 def onnx_graph_for(model, *, check_inputs, threads: int, graph_dir: str | Path | None = None,
                    fingerprint: str | None = None, tol: float | None = None) -> OnnxGraph:
     """The model's graph in ONNX Runtime: exported (or found in the cache) and checked against
-    PyTorch on `check_inputs` (a preprocessed batch [B, 3, H, W] of real faces). ExportError when
+    PyTorch on `check_inputs` (a preprocessed batch [B, 3, H, W] of real faces, or a function
+    returning one, called only when a check is needed; None: no faces to check on, no graph). ExportError when
     the model does not export or its graph disagrees beyond `tol` (default 1e-4). The graph is
     kept as `<graph_dir>/<fingerprint>.onnx` when both are given (else in a temporary folder)."""
     from occtool.models.export import DEFAULT_TOL, check_onnx, export_onnx, output_names
@@ -85,6 +86,12 @@ def onnx_graph_for(model, *, check_inputs, threads: int, graph_dir: str | Path |
     check_file = path.with_suffix(".check.json")
     check = _read_check(check_file, tol)
     if check is None:
+        if callable(check_inputs):
+            check_inputs = check_inputs()
+        if check_inputs is None:
+            from occtool.models.export import ExportError
+
+            raise ExportError("no image decodes: nothing to check the exported graph on")
         if not path.is_file():
             export_onnx(model, path)
         check = check_onnx(model, path, check_inputs, tol=tol, threads=threads)
