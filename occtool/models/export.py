@@ -113,22 +113,29 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = OPSET) -> Pa
     """Write `model` (a Backbone or FaceModel; left unchanged) as an ONNX graph to `path`.
 
     ExportError (with the exporter's reason) when the model cannot be exported."""
-    import onnx
-
-    path = Path(path)
     graph = ExportGraph(copy.deepcopy(model).cpu().float()).eval()
     h, w = _spec(model).size_hw
     names = output_names(model)
-    dynamic = {n: {0: "batch"} for n in (INPUT_NAME, *names)}
+    return export_module(graph, path, example=torch.zeros(2, 3, h, w), output_names=names,
+                         dynamic_axes={n: {0: "batch"} for n in (INPUT_NAME, *names)}, metadata=_metadata(model),
+                         what=_metadata(model)["occtool_backbone"], opset=opset)
+
+
+def export_module(module: nn.Module, path: str | Path, *, example: torch.Tensor, output_names, dynamic_axes: dict,
+                  metadata: dict[str, str], what: str, opset: int = OPSET) -> Path:
+    """Trace `module` (eval mode, one input named `INPUT_NAME`) to an ONNX file, atomically, with
+    `metadata` in the file; ExportError naming `what` and the exporter's reason on failure."""
+    import onnx
+
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with _quiet(), torch.inference_mode(False), torch.no_grad():
-            torch.onnx.export(graph, (torch.zeros(2, 3, h, w),), str(tmp), input_names=[INPUT_NAME],
-                              output_names=list(names), dynamic_axes=dynamic, opset_version=opset,
-                              do_constant_folding=True, dynamo=False)
+            torch.onnx.export(module, (example,), str(tmp), input_names=[INPUT_NAME], output_names=list(output_names),
+                              dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True, dynamo=False)
         proto = onnx.load(str(tmp))
-        for k, v in _metadata(model).items():
+        for k, v in metadata.items():
             proto.metadata_props.add(key=k, value=v)
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
@@ -136,7 +143,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = OPSET) -> Pa
     except Exception as exc:  # the exporter raises many kinds; the user needs the reason, once
         tmp.unlink(missing_ok=True)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise ExportError(f"cannot export {_metadata(model)['occtool_backbone']} to ONNX: {reason}") from None
+        raise ExportError(f"cannot export {what} to ONNX: {reason}") from None
     return path
 
 
@@ -183,4 +190,4 @@ def check_onnx(model: nn.Module, path: str | Path, inputs: torch.Tensor, *, tol:
 
 
 __all__ = ["BACKBONE_OUTPUTS", "DEFAULT_TOL", "ExportError", "ExportGraph", "FACE_OUTPUTS", "INPUT_NAME", "OPSET",
-           "check_onnx", "export_onnx", "is_face_model", "output_names", "read_metadata"]
+           "check_onnx", "export_module", "export_onnx", "is_face_model", "output_names", "read_metadata"]
