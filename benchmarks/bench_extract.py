@@ -11,6 +11,9 @@ No flip TTA and no feature cache for the ratio (one forward per image in every c
 bare session does); `--flip` adds the eval-gallery setting (image + mirror, match maps) as extra rows.
 Prints images/s and the ratios occtool_ort / bare_ort and occtool_ort / occtool_torch; `uptime`
 load before and after (the machine is shared: compare ratios measured in the same run).
+With `--detector N`: the same for RetinaFace on N raw LFW photos (250x250): files -> detections
+through `RetinaFaceDetector.detect` (what align's workers run) with each runtime, beside a bare
+session on the same exported RetinaFace graph (inputs decoded and converted in memory).
 
     .venv/bin/python benchmarks/bench_extract.py [--images 512 --batch 32 --threads 1,2 --rounds 2]
 """
@@ -42,6 +45,46 @@ def _rate(fn, n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def _bench_detector(args, graph_dir: Path) -> list[dict]:
+    from occtool.data.images import read_image_rgb
+    from occtool.detect import RetinaFaceDetector
+    from occtool.detect.retinaface import BGR_MEAN
+    from occtool.resources import shared_root
+    from occtool.runtime import make_session
+
+    paths = sorted((shared_root() / "data" / "lfw" / "images").rglob("*.jpg"))[: args.detector]
+    n, rows = len(paths), []
+    mean = np.array(BGR_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
+    xs = [np.ascontiguousarray(read_image_rgb(p)[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32) - mean
+          for p in paths]
+    print(f"== RetinaFace, {n} raw LFW photos (250x250), files -> detections; load {os.getloadavg()[0]:.2f}")
+    for t in [int(v) for v in args.threads.split(",")]:
+        torch.set_num_threads(t)
+        det = {rt: RetinaFaceDetector(runtime=rt, threads=t, graph_dir=graph_dir) for rt in ("torch", "onnxruntime")}
+        for d in det.values():
+            d.detect(read_image_rgb(paths[0]))  # export / check / warm-up
+        sess = make_session(det["onnxruntime"]._graph.path, threads=t)
+
+        def bare():
+            for x in xs:
+                sess.run(None, {"input": x})
+
+        rates: dict[str, list[float]] = {"bare_ort": [], "occtool_ort": [], "occtool_torch": []}
+        for _ in range(args.rounds):
+            rates["bare_ort"].append(_rate(bare, n))
+            for rt in ("onnxruntime", "torch"):
+                rates["occtool_" + ("ort" if rt == "onnxruntime" else rt)].append(
+                    _rate(lambda: [det[rt].detect(read_image_rgb(p)) for p in paths], n))
+        row = {k: max(v) for k, v in rates.items()} | {"threads": t, "load": os.getloadavg()[0]}
+        row["ort_vs_bare"] = row["occtool_ort"] / row["bare_ort"]
+        row["ort_vs_torch"] = row["occtool_ort"] / row["occtool_torch"]
+        rows.append(row)
+        print(f"   {t} thread(s): bare ORT {row['bare_ort']:7.1f} img/s | occtool ORT {row['occtool_ort']:7.1f} "
+              f"({row['ort_vs_bare']:.2f}x bare) | occtool torch {row['occtool_torch']:7.1f} -> ORT/torch "
+              f"{row['ort_vs_torch']:.2f}x   (load {row['load']:.2f})")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=512)
@@ -51,6 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--flip", action="store_true", help="also the eval-gallery setting (flip TTA + match maps)")
     ap.add_argument("--root", default=None, help="aligned image tree (default ../shared/data/lfw_aligned112/images)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--detector", type=int, default=0, help="also RetinaFace on this many raw LFW photos")
     args = ap.parse_args(argv)
 
     from occtool.evaluation import extract_features, model_identity
@@ -103,6 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
                   f"-> ORT/torch {row['ort_vs_torch']:.2f}x   (load {row['load']:.2f})")
     if args.flip:
         print("   (flip rows: the bare column is halved, since each image runs twice)")
+    if args.detector:
+        res["detector"] = _bench_detector(args, graph_dir)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
     return res
