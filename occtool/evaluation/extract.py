@@ -541,9 +541,12 @@ def _run_unique(run: _Run, unique, model, *, runtime, threads, device, flip, wit
         _run_batches(run, unique, model, spec=spec, device=device, flip=flip, with_maps=with_maps, jacobian=jacobian,
                      batch_size=batch_size, pool=pool, progress=progress, done=done)
         return "torch" if unique else "none (all cached)"
-    try:
-        _run_graph_batches(run, unique, model, graph, spec=spec, flip=flip, with_maps=with_maps, jacobian=jacobian,
-                           batch_size=min(batch_size, ORT_BATCH), progress=progress, done=done)
+    from occtool.runtime import torch_threads
+
+    try:  # torch only preprocesses here: one thread, the cores are ONNX Runtime's (no oversubscription)
+        with torch_threads(1):
+            _run_graph_batches(run, unique, model, graph, spec=spec, flip=flip, with_maps=with_maps,
+                               jacobian=jacobian, batch_size=min(batch_size, ORT_BATCH), progress=progress, done=done)
     finally:
         graph.close()
     return "onnxruntime"
