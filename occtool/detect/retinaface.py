@@ -288,8 +288,16 @@ class RetinaFaceDetector:
                 self._graph, self.runtime = None, "torch"  # auto: PyTorch from now on
         return self.net(x)
 
-    @torch.inference_mode()
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        if self._graph is None:
+            return self._detect(image_rgb)
+        from occtool.runtime import torch_threads
+
+        with torch_threads(1):  # torch only pre/post-processes: the cores are ONNX Runtime's
+            return self._detect(image_rgb)
+
+    @torch.inference_mode()
+    def _detect(self, image_rgb: np.ndarray) -> list[Detection]:
         import cv2
         from torchvision.ops import nms
 
