@@ -481,7 +481,8 @@ def extract_features(
     galleries); `Features.match_maps` is then that `np.memmap` (the scorers accept both), and
     the contributions go to `<maps_file stem>_contrib.npy` likewise.
     `with_contributions`: also the visibility-matched embedding's inputs (FaceModel only).
-    `runtime`: "torch", "onnxruntime" or "auto" (module doc; `Features.runtime` says which ran);
+    `runtime`: "torch", "onnxruntime" or "auto" (module doc; `Features.runtime` says which ran;
+    auto uses ONNX Runtime only for a model with a `model_key`, whose graph can be cached);
     `threads`: intra-op threads of ONNX Runtime (None: `occtool.runtime.default_threads()`).
     `graph_dir`: where the exported graph is kept, as `<model_key>.onnx` (default `<cache_dir>/onnx`
     with a cache_dir; without either, or without a model_key, it is exported for this call only).
@@ -531,7 +532,9 @@ def _run_unique(run: _Run, unique, model, *, runtime, threads, device, flip, wit
 
     spec = _input_spec(model)
     graph = None
-    if unique and resolve_runtime(runtime, device) == "onnxruntime":
+    # auto skips a model without a fingerprint (random weights: tests, smoke runs): its graph could
+    # not be cached, and exporting costs more than the few images such runs extract
+    if unique and resolve_runtime(runtime, device) == "onnxruntime" and (runtime != "auto" or model_key):
         graph = _open_graph(model, runtime, paths=run.paths, unique=unique, spec=spec, flip=flip,
                             threads=resolve_threads(threads), graph_dir=graph_dir, model_key=model_key)
     if graph is None:

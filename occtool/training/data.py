@@ -298,11 +298,11 @@ def body_graph(backbone, loader, cfg, *, device, weights_desc: str):
     from occtool.runtime.threads import resolve_threads
 
     d = cfg.data
-    if resolve_runtime(d.runtime, device) != "onnxruntime":
-        return None
+    known = weights_desc != "random"
+    if resolve_runtime(d.runtime, device) != "onnxruntime" or (d.runtime == "auto" and not known):
+        return None  # auto and random weights: nothing to cache the graph under (as in extract_features)
     n = min(8, len(loader.records))
     check = lambda: preprocess(np.stack([loader.image(i) for i in range(n)]), backbone.input_spec)  # noqa: E731
-    known = weights_desc != "random"
     try:
         return onnx_graph_for(backbone, check_inputs=check, threads=resolve_threads(d.threads),
                               graph_dir=Path(d.cache_dir) / "onnx" if d.cache_dir and known else None,

@@ -66,7 +66,7 @@ def test_graph_and_features_cached_across_runtimes(face_model, tiny_tree, tmp_pa
 
 
 
-def test_auto_falls_back_when_the_model_does_not_export(face_model, tiny_tree, monkeypatch):
+def test_auto_falls_back_when_the_model_does_not_export(face_model, tiny_tree, monkeypatch, tmp_path):
     from occtool.models import export as export_mod
 
     def refuse(model, path, **kw):
@@ -74,8 +74,11 @@ def test_auto_falls_back_when_the_model_does_not_export(face_model, tiny_tree, m
 
     monkeypatch.setattr(export_mod, "export_onnx", refuse)
     paths = _paths(tiny_tree)[:2]
-    f = extract_features(paths, model=face_model, device="cpu", runtime="auto", threads=1)
+    f = extract_features(paths, model=face_model, device="cpu", runtime="auto", threads=1, model_key="k",
+                         graph_dir=tmp_path)
     assert f.runtime == "torch" and f.ok_mask.all()
+    g = extract_features(paths, model=face_model, device="cpu", runtime="auto", threads=1)  # no fingerprint
+    assert g.runtime == "torch"
     with pytest.raises(ExportError, match="cannot export"):
         extract_features(paths, model=face_model, device="cpu", runtime="onnxruntime", threads=1)
 
