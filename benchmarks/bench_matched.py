@@ -8,7 +8,10 @@ on the same random inputs:
   a few probes, rate per pair);
 - ``qaconv_occ``: `QAConvMatcher.score` with visibilities on 128-channel neck maps.
 Prints pairs/s and the ratios (matched vs naive, vs QAConv, vs cosine), the one-off cost of the
-contributions per image, and the largest difference from the naive scores.
+contributions per image, and the largest difference from the naive scores; and the machine's
+limit beside it: matched's GFLOP/s (4 VL D multiply-adds... counted as 4 * VL * D flops per pair:
+two [VL] x [VL, D] products) against a measured fp32 GEMM ([1024, 1024] x [1024, 1024], timed
+in the same rounds, interleaved with matched, so that both see the same load).
 
     .venv/bin/python benchmarks/bench_matched.py [--probes 256 --gallery 2048 --threads 1]
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -102,9 +106,14 @@ def main(argv: list[str] | None = None) -> dict:
         qa_vis_p = vis_p.view(P, views, 1, h, w)[:, 0]
         qa_vis_g = vis_g.view(G, views, 1, h, w)[:, 0]
 
+        ga, gb = torch.randn(1024, 1024, generator=g), torch.randn(1024, 1024, generator=g)
+        gemm_s, matched_s = [], []
+        for _ in range(args.rounds):  # interleaved: GEMM and matched under the same load
+            gemm_s.append(_best(lambda: ga @ gb, 3))
+            matched_s.append(_best(lambda: scorer.score(cont_p, cont_g, vis_p, vis_g), 1))
         t = {
             "cosine_occ": _best(lambda: emb_p @ emb_g.T, args.rounds),
-            "matched": _best(lambda: scorer.score(cont_p, cont_g, vis_p, vis_g), args.rounds),
+            "matched": min(matched_s),
             "qaconv_occ": _best(lambda: matcher.score(neck_p, neck_g, qa_vis_p, qa_vis_g), 1),
         }
         k = min(args.naive_probes, P)
@@ -119,6 +128,10 @@ def main(argv: list[str] | None = None) -> dict:
     res["matched_vs_qaconv_occ"] = t["qaconv_occ"] / t["matched"]
     res["matched_vs_cosine_occ"] = t["cosine_occ"] / t["matched"]
     res["max_abs_diff_vs_naive"] = diff
+    res["gemm_fp32_gflops"] = 2 * 1024**3 / min(gemm_s) / 1e9
+    res["matched_gflops"] = pairs * 4 * views * h * w * d / t["matched"] / 1e9
+    res["matched_vs_gemm"] = res["matched_gflops"] / res["gemm_fp32_gflops"]
+    res["load"] = os.getloadavg()[0]
     print(f"== visibility-matched scoring: P={P} G={G} D={d} VL={views * h * w}, {args.threads} thread(s)")
     for name, rate in res["pairs_per_s"].items():
         print(f"   {name:<11} {rate:14,.0f} pairs/s")
@@ -128,6 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"   contributions: {res['contributions_ms_per_image']:.2f} ms per image (both views), once per image; "
           f"the output layer's Jacobian {res['jacobian_s']:.2f} s, once per model")
     print(f"   max |matched - naive| = {diff:.2e}")
+    print(f"   matched {res['matched_gflops']:.1f} GFLOP/s vs fp32 GEMM {res['gemm_fp32_gflops']:.1f} GFLOP/s: "
+          f"{100 * res['matched_vs_gemm']:.0f}% of the GEMM rate (load {res['load']:.2f})")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(res, fh, indent=2)

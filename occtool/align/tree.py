@@ -16,7 +16,7 @@ from typing import Any, Literal, Optional
 
 import numpy as np
 
-from occtool.config import ConfigValueError, check_device, check_range
+from occtool.config import ConfigValueError, check_choice, check_device, check_range
 from occtool.data.images import IMAGE_SUFFIXES, list_identity_tree
 from occtool.errors import DataError, OcctoolError
 from occtool.progress import ProgressFn, report
@@ -36,6 +36,7 @@ class AlignConfig:
     workers: int = 2
     device: str = "auto"  # auto (CUDA when available), cpu, cuda, cuda:N
     weights: Optional[str] = None  # RetinaFace state dict; None = ../shared/weights/retinaface_mnet025
+    runtime: str = "auto"  # torch | onnxruntime | auto (ONNX Runtime on the CPU; one thread per worker)
 
     def __post_init__(self) -> None:
         if min(self.size) < 16:
@@ -47,6 +48,7 @@ class AlignConfig:
         check_range("jpeg_quality", self.jpeg_quality, lo=1, hi=100)
         check_range("workers", self.workers, lo=1)
         check_device("device", self.device)
+        check_choice("runtime", self.runtime, ("torch", "onnxruntime", "auto"))
 
 
 @dataclass
@@ -111,6 +113,8 @@ def _init_worker(cfg: AlignConfig, out_root: str) -> None:
             nms_iou=cfg.nms_iou,
             max_side=cfg.max_side or None,
             device=resolve_device(cfg.device),
+            runtime=cfg.runtime,
+            threads=1,  # one per worker process: `workers` cores in all
         )
         _STATE["aligner"] = FaceAligner(detector, size_hw=tuple(cfg.size), select=cfg.select)
     except Exception as exc:  # noqa: BLE001
@@ -190,8 +194,17 @@ def check_arguments(src: Path, out: Path, cfg: AlignConfig) -> None:
     from occtool.detect.paths import resolve_weights
     from occtool.device import resolve_device
 
+    from occtool.runtime import resolve_runtime
+
     resolve_weights(cfg.weights)
-    resolve_device(cfg.device)  # CUDA asked for but absent: fail before anything is written
+    resolve_runtime(cfg.runtime, resolve_device(cfg.device))  # CUDA asked for but absent: fail before anything is written
+
+
+def _resolved_runtime(cfg: AlignConfig) -> str:
+    from occtool.device import resolve_device
+    from occtool.runtime import resolve_runtime
+
+    return resolve_runtime(cfg.runtime, resolve_device(cfg.device))
 
 
 def plan_output_names(relpaths: list[str], image_format: str) -> list[str]:
@@ -288,6 +301,7 @@ def align_tree(src: str | Path, out: str | Path, cfg: AlignConfig, *, progress: 
         "images_per_s_after_startup": round((total - 1) / (end - first), 2) if first and end > first else None,
         "workers": cfg.workers,
         "detector": "retinaface_mnet025",
+        "runtime": _resolved_runtime(cfg),
         "no_face_images": [r.source for r in no_face],
         "unreadable_images": {r.source: r.message for r in bad},
     }

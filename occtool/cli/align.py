@@ -22,6 +22,7 @@ def align(
     max_side: Optional[int] = typer.Option(None, "--max-side", help="Downscale larger images for detection (default 1024; 0 = never)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default 2)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="RetinaFace MobileNet-0.25 state dict (default: shared weights)."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="RetinaFace runtime: torch, onnxruntime or auto (default: ONNX Runtime on the CPU when the network exports and agrees with PyTorch)."),
     device: str = DeviceOption,
     config: Optional[Path] = ConfigOption,
     sets: Optional[list[str]] = SetOption,
@@ -41,6 +42,7 @@ def align(
         "workers": workers,
         "weights": str(weights) if weights is not None else None,
         "device": device if device != "auto" else None,  # auto: the config's (default auto)
+        "runtime": runtime,
     }
     cfg = build_config(AlignConfig, config, sets, options)
     check_arguments(Path(src), Path(out), cfg)

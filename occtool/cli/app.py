@@ -21,6 +21,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("augment", "occtool.cli.augment:augment"),
     ("classify", "occtool.cli.classify:app"),
     ("eval-gallery", "occtool.cli.eval_gallery:eval_gallery"),
+    ("export", "occtool.cli.export:export"),
     ("make-protocol", "occtool.cli.make_protocol:make_protocol"),
     ("train", "occtool.cli.train:train"),
     ("visualize-occlusion", "occtool.cli.visualize_occlusion:app"),

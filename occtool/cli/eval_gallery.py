@@ -29,6 +29,8 @@ def eval_gallery(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per forward pass (default 64)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache folder (default $OCCTOOL_CACHE or ~/.cache/occtool/features)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="Extraction runtime: torch, onnxruntime or auto (default: ONNX Runtime on the CPU when the model exports and agrees with PyTorch to 1e-4, else PyTorch)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime intra-op threads (default OMP_NUM_THREADS, else the cores given)."),
     shortlist_k: Optional[int] = typer.Option(None, "--shortlist-k", help="QAConv re-ranks the cosine top-k (0: score the whole gallery; default auto)."),
     device: str = DeviceOption,
     config: Optional[Path] = ConfigOption,
@@ -42,7 +44,7 @@ def eval_gallery(
         "methods": [m.strip() for m in methods.split(",") if m.strip()] if methods else None,
         "flip": flip, "threshold": threshold, "max_bad": max_bad, "batch_size": batch_size,
         "cache_dir": cache_dir, "cache": False if no_cache else None, "shortlist_k": shortlist_k,
-        "device": device if device != "auto" else None,
+        "device": device if device != "auto" else None, "runtime": runtime, "threads": threads,
     }
     from occtool.evaluation.eval_gallery import EvalGalleryConfig, run_eval_gallery
 

@@ -226,6 +226,10 @@ class RetinaFaceDetector:
     max_side: images whose longer side exceeds it are downscaled for detection (coordinates are
       mapped back to the original pixels); None or 0 = always the original size.
     top_k: at most this many candidates enter NMS; keep_top_k: at most this many faces out.
+    runtime: torch | onnxruntime | auto (ONNX Runtime on the CPU; `occtool.detect.graph`): the
+      network runs as an exported graph, checked against PyTorch on the first image; with auto a
+      graph that does not export or disagrees falls back to PyTorch (`self.runtime` says which).
+    threads: ONNX Runtime intra-op threads.
     """
 
     def __init__(
@@ -238,9 +242,21 @@ class RetinaFaceDetector:
         device: str | torch.device = "cpu",
         top_k: int = 5000,
         keep_top_k: int = 750,
+        runtime: str = "torch",
+        threads: int = 1,
+        graph_dir: str | Path | None = None,
     ) -> None:
+        from occtool.runtime import resolve_runtime
+
         self.device = torch.device(device)
         self.net = load_retinaface(weights).to(self.device)
+        self.requested_runtime = runtime
+        self.runtime = resolve_runtime(runtime, self.device)
+        self._graph = None
+        if self.runtime == "onnxruntime":
+            from occtool.detect.graph import DetectorGraph
+
+            self._graph = DetectorGraph(self.net, resolve_weights(weights), threads=threads, graph_dir=graph_dir)
         self.score_threshold = float(score_threshold)
         self.nms_iou = float(nms_iou)
         self.max_side = int(max_side) if max_side else None
@@ -262,8 +278,28 @@ class RetinaFaceDetector:
             self._priors.move_to_end(key)
         return cached
 
-    @torch.inference_mode()
+    def _forward(self, x: torch.Tensor):
+        if self._graph is not None:
+            from occtool.models.export import ExportError
+
+            try:
+                return self._graph.run(x)
+            except ExportError:
+                if self.requested_runtime == "onnxruntime":
+                    raise
+                self._graph, self.runtime = None, "torch"  # auto: PyTorch from now on
+        return self.net(x)
+
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        if self._graph is None:
+            return self._detect(image_rgb)
+        from occtool.runtime import torch_threads
+
+        with torch_threads(1):  # torch only pre/post-processes: the cores are ONNX Runtime's
+            return self._detect(image_rgb)
+
+    @torch.inference_mode()
+    def _detect(self, image_rgb: np.ndarray) -> list[Detection]:
         import cv2
         from torchvision.ops import nms
 
@@ -280,7 +316,7 @@ class RetinaFaceDetector:
         # RGB -> BGR, float, minus the mean: [1, 3, H, W]
         x = torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1])).to(self.device)
         x = x.permute(2, 0, 1).unsqueeze(0).float() - self._mean
-        box_d, logits, lmk_d = self.net(x)
+        box_d, logits, lmk_d = self._forward(x)
         scores = torch.softmax(logits[0], dim=-1)[:, 1]
         keep = scores > self.score_threshold
         if not bool(keep.any()):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from occtool.config import check_device, check_range, check_subset
+from occtool.config import check_choice, check_device, check_range, check_subset
 from occtool.errors import ConfigError, DataError
 from occtool.evaluation.metrics import DEFAULT_FARS
 
@@ -38,6 +38,8 @@ class EvalGalleryConfig:
     max_bad: int = 0
     batch_size: int = 64
     device: str = "auto"
+    runtime: str = "auto"  # torch | onnxruntime | auto (ONNX Runtime on the CPU when the model exports)
+    threads: Optional[int] = None  # ONNX Runtime intra-op threads (None: OMP_NUM_THREADS, else the cores given)
     cache_dir: Optional[Path] = None  # None: $OCCTOOL_CACHE or ~/.cache/occtool/features
     cache: bool = True
 
@@ -53,6 +55,8 @@ class EvalGalleryConfig:
         check_range("folds_of", self.folds_of, lo=1)
         check_range("batch_size", self.batch_size, lo=1)
         check_device("device", self.device)
+        check_choice("runtime", self.runtime, ("torch", "onnxruntime", "auto"))
+        check_range("threads", self.threads, lo=1, optional=True)
         if self.methods not in ([], ["auto"]):
             from occtool.evaluation.methods import list_methods
 
@@ -107,6 +111,10 @@ def run_eval_gallery(cfg: EvalGalleryConfig, out: str | Path, *, force: bool = F
     check_out_dir(out, force=force)  # before the model and the images: fail in a second, not an hour
     device = resolve_device(cfg.device)
     em = load_eval_model(backbone=cfg.backbone, weights=cfg.weights, checkpoint=cfg.checkpoint)
+    from occtool.runtime import resolve_runtime
+
+    resolve_runtime(cfg.runtime, device)  # ConfigError now (onnxruntime on CUDA, not installed), not mid-run
+    em.runtime, em.threads = cfg.runtime, cfg.threads
     cache_dir, cache_note = usable_cache_dir((cfg.cache_dir or default_cache_dir()) if cfg.cache else None)
     common = dict(em=em, methods=None if cfg.methods in ([], ["auto"]) else cfg.methods, flip=cfg.flip,
                   threshold=cfg.threshold, max_bad=cfg.max_bad, batch_size=cfg.batch_size, device=device,
@@ -120,6 +128,7 @@ def run_eval_gallery(cfg: EvalGalleryConfig, out: str | Path, *, force: bool = F
     with output_folder(out, command="eval-gallery", force=force, cfg=cfg) as folder:
         result = run()
         result["metrics"]["device"] = str(device)
+        result["metrics"]["runtime"] = {"requested": cfg.runtime, "resolved": resolve_runtime(cfg.runtime, device)}
         result["metrics"]["cache_dir"] = str(cache_dir) if cache_dir else None
         if cache_note:
             result["metrics"].setdefault("notes", []).append(cache_note)

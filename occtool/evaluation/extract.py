@@ -23,6 +23,15 @@
 Cache: with `cache_dir` and a `model_key` (see `model_identity`), every image's outputs are
 stored as `<cache_dir>/<model_key>/<sha1[:2]>/<sha1>.npz` (plain arrays: `np.savez`, read with
 `allow_pickle=False`), keyed by the file's content hash, so renamed/copied files hit too.
+
+Runtime (`runtime="torch" | "onnxruntime" | "auto"`, `occtool.runtime`): the forward pass runs in
+PyTorch (`_forward`) or in ONNX Runtime on the model's exported graph (`occtool.models.export`;
+both views in one call, images decoded and preprocessed in a background thread while the graph
+runs). Both fill the same `Features` from the same formulas (`_outputs` / `_graph_outputs`). The
+runtime is NOT part of the cache key: the graph is used only after it agreed with PyTorch on the
+first batch of the run's own images to 1e-4 (max abs difference, every output; otherwise
+`onnxruntime` is an error and `auto` falls back to PyTorch), so cached features from either
+runtime stand for the other.
 """
 
 from __future__ import annotations
@@ -60,6 +69,7 @@ class Features:
     errors: list[str] = field(default_factory=list)  # one line per bad image
     n_resized: int = 0  # images not of the model's input size, resized to it
     cache_hits: int = 0
+    runtime: str = "torch"  # the runtime that computed the images not in the cache
 
     @property
     def n_bad(self) -> int:
@@ -141,6 +151,28 @@ def _forward(model, x: torch.Tensor, *, flip: bool, with_maps: bool,
     if flip:
         views.append(backbone.features(torch.flip(x, dims=[3])))
     return _outputs(model, views, with_maps=with_maps, jacobian=jacobian)
+
+
+def _graph_outputs(model, out: dict[str, np.ndarray], *, views: int, with_maps: bool,
+                   jacobian: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The exported graph's outputs for a batch of V stacked views ([V*B, ...]: the images, then
+    their mirrors) -> the same dict as `_outputs` (same formulas: flip-summed raw embeddings)."""
+    face = _is_face_model(model)
+    t = {k: torch.from_numpy(v).unflatten(0, (views, -1)) for k, v in out.items()}  # [V, B, ...]
+    res = {"embedding": _normalise((t["embedding"] * t["norm"]).sum(0))}
+    if face:
+        res["occ_embedding"] = _normalise((t["occ_embedding"] * t["occ_norm"]).sum(0))
+        res["occlusion"] = t["occlusion"][0]
+    if with_maps:
+        res["match_map"] = t["match_map" if face else "feature_map"][0]
+    if face and jacobian is not None:
+        from occtool.matching.visibility_matched import output_layer_contributions
+
+        b = t["feature_map"].shape[1]
+        res["contrib"] = torch.cat([output_layer_contributions(model.backbone, fm, jacobian=jacobian)
+                                    for fm in t["feature_map"]], dim=1)
+        res["vis_views"] = torch.cat([v.reshape(b, -1) for v in t["occlusion"]], dim=1)
+    return res
 
 
 def _needed(face: bool, with_maps: bool, with_contributions: bool) -> list[str]:
@@ -373,6 +405,69 @@ def _run_batches(run: _Run, unique: list[int], model, *, spec, device, flip, wit
         report(progress, min(done, n), n)
 
 
+CHECK_ROWS = 16  # rows of the first batch (images and mirrors) the exported graph is checked on
+ORT_BATCH = 8  # ONNX Runtime on the CPU is fastest on small batches (they stay in cache): at most this
+
+
+def _load_batch(paths: list[Path], idx: list[int], spec, flip: bool):
+    """Decode and preprocess one batch (in the prefetch thread) -> (good [(i, resized)], errors,
+    x [V*B, 3, H, W] float32 numpy: the images, then their mirrors; None when none decodes)."""
+    from occtool.models import preprocess
+
+    loaded = [_load_image(paths[i], spec.size_hw) for i in idx]
+    good = [(i, rs) for i, (img, rs, _) in zip(idx, loaded) if img is not None]
+    errors = [err or f"image does not decode: {paths[i]}" for i, (img, _, err) in zip(idx, loaded) if img is None]
+    if not good:
+        return good, errors, None
+    x = preprocess(np.stack([img for img, _, _ in loaded if img is not None]), spec).numpy()
+    if flip:
+        x = np.concatenate([x, x[..., ::-1]])
+    return good, errors, np.ascontiguousarray(x)
+
+
+def _run_graph_batches(run: _Run, unique: list[int], model, graph, *, spec, flip, with_maps, jacobian, batch_size,
+                       progress, done: int) -> None:
+    """The ONNX Runtime path: batch k+1 is decoded and preprocessed while the graph runs batch k."""
+    n = len(run.paths)
+    batches = [unique[s : s + batch_size] for s in range(0, len(unique), batch_size)]
+    with ThreadPoolExecutor(max_workers=1) as prefetch:
+        pending = prefetch.submit(_load_batch, run.paths, batches[0], spec, flip) if batches else None
+        for k, idx in enumerate(batches):
+            good, errors, x = pending.result()
+            if k + 1 < len(batches):
+                pending = prefetch.submit(_load_batch, run.paths, batches[k + 1], spec, flip)
+            run.errors.extend(errors)
+            if x is not None:
+                res = _graph_outputs(model, graph.run(x), views=2 if flip else 1, with_maps=with_maps,
+                                     jacobian=jacobian)
+                for j, (i, rs) in enumerate(good):
+                    run.remember(i, {key: res[key][j].numpy() for key in run.needed}, rs)
+            done += len(idx)
+            report(progress, min(done, n), n)
+
+
+def _open_graph(model, runtime: str, *, paths, unique, spec, flip, threads, graph_dir, model_key):
+    """The exported graph checked on the first images of this run, or None (PyTorch) when
+    `auto` and the model does not export or disagrees (ExportError with `onnxruntime`)."""
+    from occtool.models.export import ExportError
+    from occtool.runtime import onnx_graph_for
+
+    def check_inputs():
+        for s in range(0, len(unique), CHECK_ROWS):  # the first images that decode
+            _, _, x = _load_batch(paths, unique[s : s + CHECK_ROWS], spec, flip)
+            if x is not None:
+                return torch.from_numpy(x[:: max(1, len(x) // CHECK_ROWS)])
+        return None
+
+    try:
+        return onnx_graph_for(model, check_inputs=check_inputs, threads=threads, graph_dir=graph_dir,
+                              fingerprint=model_key)
+    except ExportError:
+        if runtime == "onnxruntime":
+            raise
+        return None
+
+
 def extract_features(
     records,
     *,
@@ -388,6 +483,9 @@ def extract_features(
     num_threads: int = 4,
     maps_file: str | Path | None = None,
     with_contributions: bool = False,
+    runtime: str = "torch",
+    threads: int | None = None,
+    graph_dir: str | Path | None = None,
 ) -> Features:
     """Features of every image in `records` (ImageRecords or paths); see the module doc.
 
@@ -398,14 +496,23 @@ def extract_features(
     galleries); `Features.match_maps` is then that `np.memmap` (the scorers accept both), and
     the contributions go to `<maps_file stem>_contrib.npy` likewise.
     `with_contributions`: also the visibility-matched embedding's inputs (FaceModel only).
+    `runtime`: "torch", "onnxruntime" or "auto" (module doc; `Features.runtime` says which ran;
+    auto uses ONNX Runtime only for a model with a `model_key`, whose graph can be cached);
+    `threads`: intra-op threads of ONNX Runtime (None: `occtool.runtime.default_threads()`).
+    `graph_dir`: where the exported graph is kept, as `<model_key>.onnx` (default `<cache_dir>/onnx`
+    with a cache_dir; without either, or without a model_key, it is exported for this call only).
     """
     from occtool.models import inference_copy
 
     paths = [Path(r.path) if isinstance(r, ImageRecord) else Path(r) for r in records]
     n, device = len(paths), torch.device(device)
-    model = inference_copy(model, device)  # BatchNorms folded (+ channels-last on CPU): ~2.4x faster
+    from occtool.runtime import resolve_runtime
+
     face = _is_face_model(model)
     with_contributions = with_contributions and face
+    if resolve_runtime(runtime, device) == "torch" or with_contributions:
+        model = inference_copy(model, device)  # BatchNorms folded (+ channels-last on CPU): ~2.4x faster
+    # else: the exported graph is made from an eval copy (export_onnx); PyTorch copies on a fallback
     needed = _needed(face, with_maps, with_contributions)
     jacobian = None
     if with_contributions:
@@ -423,11 +530,47 @@ def extract_features(
         todo = run.from_cache()
         report(progress, n - len(todo), n)
         unique, dup_of = _unique_by_hash(todo, run.hashes)
-        _run_batches(run, unique, model, spec=_input_spec(model), device=device, flip=flip, with_maps=with_maps,
-                     jacobian=jacobian, batch_size=batch_size, pool=pool, progress=progress, done=n - len(todo))
+        used = _run_unique(run, unique, model, runtime=runtime, threads=threads, device=device, flip=flip,
+                           with_maps=with_maps, jacobian=jacobian, batch_size=batch_size, pool=pool,
+                           progress=progress, done=n - len(todo), model_key=model_key,
+                           graph_dir=graph_dir if graph_dir is not None else
+                           (Path(cache_dir) / "onnx" if cache_dir is not None else None))
     run.copy_duplicates(dup_of)
     report(progress, n, n)
-    return _finish(run, model, face, max_bad)
+    feats = _finish(run, model, face, max_bad)
+    feats.runtime = used
+    return feats
+
+
+def _run_unique(run: _Run, unique, model, *, runtime, threads, device, flip, with_maps, jacobian, batch_size, pool,
+                progress, done, graph_dir, model_key) -> str:
+    """Compute the images not in the cache with the runtime asked for; returns the one used."""
+    from occtool.runtime import resolve_runtime
+    from occtool.runtime.threads import resolve_threads
+
+    spec = _input_spec(model)
+    graph = None
+    # auto skips a model without a fingerprint (random weights: tests, smoke runs): its graph could
+    # not be cached, and exporting costs more than the few images such runs extract
+    if unique and resolve_runtime(runtime, device) == "onnxruntime" and (runtime != "auto" or model_key):
+        graph = _open_graph(model, runtime, paths=run.paths, unique=unique, spec=spec, flip=flip,
+                            threads=resolve_threads(threads), graph_dir=graph_dir, model_key=model_key)
+    if graph is None:
+        from occtool.models import inference_copy
+
+        model = inference_copy(model, device)  # a no-op when it is the copy already
+        _run_batches(run, unique, model, spec=spec, device=device, flip=flip, with_maps=with_maps, jacobian=jacobian,
+                     batch_size=batch_size, pool=pool, progress=progress, done=done)
+        return "torch" if unique else "none (all cached)"
+    from occtool.runtime import torch_threads
+
+    try:  # torch only preprocesses here: one thread, the cores are ONNX Runtime's (no oversubscription)
+        with torch_threads(1):
+            _run_graph_batches(run, unique, model, graph, spec=spec, flip=flip, with_maps=with_maps,
+                               jacobian=jacobian, batch_size=min(batch_size, ORT_BATCH), progress=progress, done=done)
+    finally:
+        graph.close()
+    return "onnxruntime"
 
 
 def _finish(run: _Run, model, face: bool, max_bad: int | None) -> Features:

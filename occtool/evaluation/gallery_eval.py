@@ -27,6 +27,7 @@ def extract_side(records, em, *, methods, flip, batch_size, device, cache_dir, p
         return extract_features(
             records, model=em.model.to(device), device=device, batch_size=batch_size, flip=flip, cache_dir=cache_dir,
             progress=cb, model_key=em.cache_key(flip) if cache_dir else None, maps_file=maps_file,
+            runtime=em.runtime, threads=em.threads,
             **extraction_needs(methods),
         )
 

@@ -25,6 +25,8 @@ class EvalModel:
     has_visibility: bool
     info: dict = field(default_factory=dict)
     output_layer_affine: bool = False  # the backbone's output layer is affine (cosine_occ_matched)
+    runtime: str = "torch"  # extraction runtime: torch | onnxruntime | auto (occtool.runtime)
+    threads: int | None = None  # ONNX Runtime intra-op threads (None: occtool.runtime.default_threads())
 
     def scoring(self, *, flip: bool = True, fusion_weight: float = 1.0) -> Scoring:
         """The model parts scoring methods use (features extracted with `flip`)."""

@@ -34,8 +34,8 @@ import torch.nn.functional as F
 
 from occtool.errors import OcctoolError
 
-# bytes of the [p, g, D] intermediates per scoring chunk (two of them live at once)
-DEFAULT_CHUNK_BYTES = 256 * 2**20
+# bytes of one [p, g, D] float32 block (two of them live at once): cache-sized (L2 is 2 MiB here)
+DEFAULT_BLOCK_BYTES = 2 * 2**20
 _UNIT = 1024.0  # one-hot value for the Jacobian (see output_layer_jacobian)
 MIN_OVERLAP = 1e-3  # shared visible mass (in locations) below which a pair has no evidence
 
@@ -117,6 +117,39 @@ def matched_weights(vis_p: torch.Tensor, vis_g: torch.Tensor, views: int) -> tup
     return w.flatten(-2), (shared.squeeze(-1) >= MIN_OVERLAP).all(-1)
 
 
+def _block_sizes(num_p: int, num_g: int, dim: int, block_bytes: int) -> tuple[int, int]:
+    """(p, g) per block: about square, p * g * dim * 4 bytes <= block_bytes."""
+    side = max(1, int((max(1, block_bytes // (4 * dim))) ** 0.5))
+    return min(num_p, side), min(num_g, side)
+
+
+def _matched_scores(cp, cg, vp, vg, *, bias, views: int, block_bytes: int) -> torch.Tensor:
+    """contributions cp [P, VL, D], cg [G, VL, D], visibility vp [P, VL], vg [G, VL] -> [P, G].
+
+    Per block of p probes x g gallery images: the pair weights w [p, g, VL] (joint visibility,
+    rescaled per view), then both sides' embeddings as batched GEMMs with the bias fused
+    (baddbmm: p products [g, VL] x [VL, D], g products [p, VL] x [VL, D]), then the cosine."""
+    num_p, num_g, dim = cp.shape[0], cg.shape[0], cp.shape[2]
+    vpv, vgv = vp.unflatten(1, (views, -1)), vg.unflatten(1, (views, -1))  # [N, V, L]
+    mass_p, mass_g = vpv.sum(-1), vgv.sum(-1)  # [N, V]
+    out = torch.empty((num_p, num_g), device=cp.device)
+    bp, bg = _block_sizes(num_p, num_g, dim, block_bytes)
+    for s in range(0, num_p, bp):
+        e = min(num_p, s + bp)
+        cps = cp[s:e].float()
+        for t in range(0, num_g, bg):
+            u = min(num_g, t + bg)
+            w = vpv[s:e, None] * vgv[None, t:u]  # [p, g, V, L]
+            shared = w.sum(-1)  # [p, g, V]
+            w.mul_((torch.minimum(mass_p[s:e, None], mass_g[None, t:u]) / shared.clamp_min(MIN_OVERLAP))[..., None])
+            w = w.flatten(2)  # [p, g, VL]
+            raw_p = torch.baddbmm(bias, w, cps)  # [p, g, D]
+            raw_g = torch.baddbmm(bias, w.transpose(0, 1), cg[t:u].float()).transpose(0, 1)  # [p, g, D]
+            den = torch.linalg.vector_norm(raw_p, dim=-1) * torch.linalg.vector_norm(raw_g, dim=-1)
+            out[s:e, t:u] = (raw_p * raw_g).sum(-1) / den.clamp_min(1e-12) * (shared >= MIN_OVERLAP).all(-1)
+    return out
+
+
 class VisibilityMatchedScorer:
     """Cosine of visibility-matched embeddings, for every (probe, gallery) pair.
 
@@ -127,11 +160,14 @@ class VisibilityMatchedScorer:
         raw_p = V b + sum_l w[l] cp[l],   raw_g = V b + sum_l w[l] cg[l],   score = cos(raw_p, raw_g)
 
     and 0 where a pair shares no visibility. All-ones visibility gives the plain (flip-summed)
-    embedding's cosine. Probes are scored in chunks so that the [p, G, D] intermediates stay
-    under `chunk_bytes`.
+    embedding's cosine.
+
+    Computed in cache-sized blocks of probes x gallery (`_matched_scores`): the [p, g, D]
+    intermediates of a block stay within `chunk_bytes` (the elementwise part then runs in L2),
+    and both sides' embeddings are batched GEMMs over the VL locations with the bias fused.
     """
 
-    def __init__(self, *, bias: torch.Tensor, views: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+    def __init__(self, *, bias: torch.Tensor, views: int, chunk_bytes: int = DEFAULT_BLOCK_BYTES):
         if views < 1:
             raise OcctoolError(f"views must be >= 1, got {views}")
         self.bias = bias.float()
@@ -155,17 +191,9 @@ class VisibilityMatchedScorer:
         if gallery_contrib.shape[1:] != probe_contrib.shape[1:] or dim != self.bias.numel():
             raise OcctoolError(f"probe {tuple(probe_contrib.shape[1:])} and gallery {tuple(gallery_contrib.shape[1:])} "
                                f"contributions and bias [{self.bias.numel()}] disagree")
-        bias = self.views * self.bias.to(probe_contrib.device)
-        cg = gallery_contrib.float()
-        step = max(1, self.chunk_bytes // max(1, 2 * num_g * dim * 4))
-        out = []
-        for s in range(0, num_p, step):
-            cp = probe_contrib[s : s + step].float()
-            w, ok = matched_weights(probe_vis[s : s + step, None, :], gallery_vis[None], self.views)  # [p, G, VL]
-            raw_p = torch.bmm(w, cp) + bias  # [p, G, D]: batched over probes
-            raw_g = torch.bmm(w.transpose(0, 1), cg).transpose(0, 1) + bias  # [p, G, D]: batched over gallery
-            out.append(F.cosine_similarity(raw_p, raw_g, dim=-1, eps=1e-12) * ok)
-        return torch.cat(out) if out else torch.zeros((0, num_g), device=probe_contrib.device)
+        return _matched_scores(probe_contrib, gallery_contrib, probe_vis.float(), gallery_vis.float(),
+                               bias=self.views * self.bias.to(probe_contrib.device), views=self.views,
+                               block_bytes=self.chunk_bytes)
 
     @torch.inference_mode()
     def pair_scores(self, contrib_a, contrib_b, vis_a, vis_b) -> torch.Tensor:

@@ -68,6 +68,10 @@ class DataConfig:
     cache_clean_views: int = 2  # how many of the views are clean (0..cache_views)
     cache_dir: Optional[str] = None  # where to keep the cache between runs (None: memory only)
     cache_batch_size: int = 64
+    # the runtime of the frozen body while the cache is built: torch | onnxruntime | auto (ONNX
+    # Runtime on the CPU when the body exports and agrees with PyTorch to 1e-4; occtool.runtime)
+    runtime: str = "auto"
+    threads: Optional[int] = None  # ONNX Runtime intra-op threads (None: OMP_NUM_THREADS, else the cores given)
 
     def __post_init__(self) -> None:
         check_range("min_images", self.min_images, lo=1)
@@ -78,6 +82,8 @@ class DataConfig:
         check_range("cache_views", self.cache_views, lo=1)
         check_range("cache_clean_views", self.cache_clean_views, lo=0, hi=self.cache_views)
         check_range("cache_batch_size", self.cache_batch_size, lo=1)
+        check_choice("runtime", self.runtime, ("torch", "onnxruntime", "auto"))
+        check_range("threads", self.threads, lo=1, optional=True)
 
 
 @dataclass

@@ -272,15 +272,45 @@ def _cache_key(records, cfg, weights_desc: str) -> str:
 
 
 @torch.inference_mode()
-def compute_views_features(backbone, images: np.ndarray, *, device, batch_size: int) -> torch.Tensor:
-    """uint8 [N, H, W, 3] -> feature maps [N, C, H', W'] float16 (CPU), body only."""
+def compute_views_features(backbone, images: np.ndarray, *, device, batch_size: int, graph=None) -> torch.Tensor:
+    """uint8 [N, H, W, 3] -> feature maps [N, C, H', W'] float16 (CPU), body only. `graph`: the
+    backbone's exported graph in ONNX Runtime (`body_graph`), run instead of PyTorch."""
     from occtool.models import preprocess
 
     out = []
     for s in range(0, len(images), batch_size):
+        if graph is not None:
+            x = preprocess(images[s: s + batch_size], backbone.input_spec).numpy()
+            out.append(torch.from_numpy(graph.run(x)["feature_map"]).to(torch.float16))
+            continue
         x = preprocess(images[s: s + batch_size], backbone.input_spec, device=device)
         out.append(backbone.features(x).to("cpu", torch.float16))
     return torch.cat(out) if out else torch.zeros(0)
+
+
+def body_graph(backbone, loader, cfg, *, device, weights_desc: str):
+    """The frozen backbone's exported graph for the feature cache (data.runtime; None: PyTorch),
+    kept in `<data.cache_dir>/onnx/` keyed by the weights, checked on the first training images
+    (with `auto`, a body that does not export or disagrees runs in PyTorch)."""
+    from occtool.models import preprocess
+    from occtool.models.export import ExportError
+    from occtool.runtime import onnx_graph_for, resolve_runtime
+    from occtool.runtime.threads import resolve_threads
+
+    d = cfg.data
+    known = weights_desc != "random"
+    if resolve_runtime(d.runtime, device) != "onnxruntime" or (d.runtime == "auto" and not known):
+        return None  # auto and random weights: nothing to cache the graph under (as in extract_features)
+    n = min(8, len(loader.records))
+    check = lambda: preprocess(np.stack([loader.image(i) for i in range(n)]), backbone.input_spec)  # noqa: E731
+    try:
+        return onnx_graph_for(backbone, check_inputs=check, threads=resolve_threads(d.threads),
+                              graph_dir=Path(d.cache_dir) / "onnx" if d.cache_dir and known else None,
+                              fingerprint=f"body-{backbone.name}-{weights_desc[:20]}" if known else None)
+    except ExportError:
+        if d.runtime == "onnxruntime":
+            raise
+        return None
 
 
 def build_feature_cache(
@@ -315,6 +345,7 @@ def build_feature_cache(
     flipped = torch.zeros((n, v_total), dtype=torch.bool)
     teacher = torch.zeros((n, 2, backbone.embedding_dim), dtype=torch.float32)
     bs = max(1, d.cache_batch_size)
+    graph = body_graph(backbone, loader, cfg, device=device, weights_desc=weights_desc)
     for s in range(0, n, bs):
         idx = list(range(s, min(n, s + bs)))
         imgs, meta = [], []
@@ -327,7 +358,7 @@ def build_feature_cache(
                     view = loader.view(i, rng, occlude=True)
                 imgs.append(view.image)
                 meta.append((i, v, view))
-        maps = compute_views_features(backbone, np.stack(imgs), device=device, batch_size=bs * 2)
+        maps = compute_views_features(backbone, np.stack(imgs), device=device, batch_size=bs * 2, graph=graph)
         for (i, v, view), m in zip(meta, maps):
             fm[i, v] = m
             fmask[i, v, 0] = torch.from_numpy(feature_masks(view.visibility, (h, w)))
@@ -349,6 +380,8 @@ def build_feature_cache(
                 teacher[idx, 0] = emb[: len(idx)]
                 teacher[idx, 1] = emb[len(idx):]
         report(progress, idx[-1] + 1, n)
+    if graph is not None:
+        graph.close()
     cache = FeatureCache(fm=fm, fmask=fmask, has_mask=has_mask, flipped=flipped, teacher=teacher)
     if cache_path is not None:
         _store_cache(cache_path, cache)

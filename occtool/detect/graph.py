@@ -1,0 +1,61 @@
+"""RetinaFace in ONNX Runtime: its network exported once per weights file (any image size and
+batch: dynamic axes), cached as `<graph_dir>/retinaface-<weights sha1>.onnx` (default
+`<feature cache>/onnx`, beside eval-gallery's graphs), and checked against PyTorch on the first
+image it is used for (max abs difference of every output <= `DETECTOR_TOL`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+OUTPUTS = ("box_deltas", "logits", "landmark_deltas")
+DETECTOR_TOL = 1e-4
+
+
+def default_graph_dir() -> Path:
+    from occtool.evaluation.eval_gallery import default_cache_dir
+
+    return default_cache_dir() / "onnx"
+
+
+class DetectorGraph:
+    """`run(x [B, 3, H, W] float32, BGR minus the mean)` -> the network's three outputs (torch)."""
+
+    def __init__(self, net: torch.nn.Module, weights_file: str | Path, *, threads: int = 1,
+                 graph_dir: str | Path | None = None) -> None:
+        from occtool.data.images import file_sha1
+
+        self.net = net
+        self.threads = int(threads)
+        self.path = Path(graph_dir or default_graph_dir()) / f"retinaface-{file_sha1(weights_file)[:20]}.onnx"
+        self.session = None
+        self.check: dict[str, float] | None = None
+
+    def _open(self, x: torch.Tensor) -> None:
+        """Export (unless cached), then check against PyTorch on `x`; ExportError when they disagree."""
+        from occtool.models.export import INPUT_NAME, ExportError, export_module
+        from occtool.runtime import make_session
+
+        if not self.path.is_file():
+            dyn = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, **{n: {0: "batch", 1: "anchors"} for n in OUTPUTS}}
+            export_module(self.net.eval(), self.path, example=torch.zeros(1, 3, 64, 96), output_names=OUTPUTS,
+                          dynamic_axes=dyn, metadata={"occtool_kind": "retinaface"}, what="retinaface")
+        self.session = make_session(self.path, threads=self.threads)
+        with torch.no_grad():
+            ref = self.net(x)
+        got = self.session.run(None, {INPUT_NAME: x.numpy()})
+        self.check = {n: float(np.abs(g - r.numpy()).max()) for n, g, r in zip(OUTPUTS, got, ref)}
+        worst = max(self.check.values())
+        if not worst <= DETECTOR_TOL * max(1.0, max(float(r.abs().max()) for r in ref)):
+            self.session = None
+            raise ExportError(f"retinaface: the exported graph disagrees with PyTorch ({worst:.2e})")
+
+    def run(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        from occtool.models.export import INPUT_NAME
+
+        if self.session is None:
+            self._open(x)
+        out = self.session.run(None, {INPUT_NAME: np.ascontiguousarray(x.numpy(), dtype=np.float32)})
+        return tuple(torch.from_numpy(o) for o in out)
