@@ -39,6 +39,43 @@ def split_first_image(records: list[ImageRecord]) -> tuple[list[ImageRecord], li
     return gallery, probes
 
 
+def _people_of_folds(records, root, pairs_file, folds, folds_of: int, info: dict) -> list[ImageRecord]:
+    """The records of the people in `folds` of the pairs file (all of them must be on disk)."""
+    pairs = read_pairs(pairs_file, folds_of=folds_of)
+    n_folds = max(p.fold for p in pairs) + 1
+    fold_ids = parse_folds(folds, n_folds) if isinstance(folds, (str, type(None))) else sorted(folds)
+    have = {r.identity for r in records}
+    people = {next((s for s in disk_spellings(p) if s in have), p) for p in people_in_folds(pairs, fold_ids)}
+    absent = sorted(people - have)
+    if absent:
+        raise DataError(f"{len(absent)} people of the pairs file are not folders under {root} "
+                        f"(first: {', '.join(absent[:5])})")
+    info.update(pairs_file=str(Path(pairs_file).resolve()), folds=None if fold_ids is None else [k + 1 for k in fold_ids],
+                people_in_folds=len(people))
+    return [r for r in records if r.identity in people]
+
+
+def _from_probe_source(probes, probe_source, allow_missing: bool, info: dict) -> list[ImageRecord]:
+    """Each probe `<id>/<stem>.*` taken from the occluded copy `probe_source` instead."""
+    probe_root = resolve_image_root(probe_source)
+    index = StemIndex(probe_root)
+    moved: list[ImageRecord] = []
+    missing: list[str] = []
+    for r in probes:
+        rel_stem = str(r.relpath.with_suffix("")) if r.relpath.suffix else str(r.relpath)
+        hit = index.find(rel_stem) or index.find(str(r.relpath))
+        if hit is None:
+            missing.append(str(r.relpath))
+            continue
+        moved.append(ImageRecord(hit, r.identity, hit.relative_to(probe_root)))
+    if missing and not allow_missing:
+        raise DataError(f"{len(missing)} of {len(probes)} probes have no counterpart under {probe_root} "
+                        f"(first: {', '.join(missing[:3])}); pass --allow-missing to drop them")
+    info["probe_source"] = str(probe_root.resolve())
+    info["probes_missing_in_source"] = len(missing)
+    return moved
+
+
 def build_protocol(
     src: str | Path,
     *,
@@ -61,45 +98,11 @@ def build_protocol(
     if folds is not None and pairs_file is None:
         raise DataError("--folds needs --pairs (the folds are those of a pairs file)")
     if pairs_file is not None:
-        pairs = read_pairs(pairs_file, folds_of=folds_of)
-        n_folds = max(p.fold for p in pairs) + 1
-        fold_ids = parse_folds(folds, n_folds) if isinstance(folds, (str, type(None))) else sorted(folds)
-        have = {r.identity for r in records}
-        people = {next((s for s in disk_spellings(p) if s in have), p) for p in people_in_folds(pairs, fold_ids)}
-        absent = sorted(people - have)
-        if absent:
-            raise DataError(
-                f"{len(absent)} people of the pairs file are not folders under {root} "
-                f"(first: {', '.join(absent[:5])})"
-            )
-        records = [r for r in records if r.identity in people]
-        info.update(
-            pairs_file=str(Path(pairs_file).resolve()),
-            folds=None if fold_ids is None else [k + 1 for k in fold_ids],
-            people_in_folds=len(people),
-        )
+        records = _people_of_folds(records, root, pairs_file, folds, folds_of, info)
     gallery, probes = split_first_image(records)
     info["probe_source"] = None
     if probe_source is not None:
-        probe_root = resolve_image_root(probe_source)
-        index = StemIndex(probe_root)
-        moved: list[ImageRecord] = []
-        missing: list[str] = []
-        for r in probes:
-            rel_stem = str(r.relpath.with_suffix("")) if r.relpath.suffix else str(r.relpath)
-            hit = index.find(rel_stem) or index.find(str(r.relpath))
-            if hit is None:
-                missing.append(str(r.relpath))
-                continue
-            moved.append(ImageRecord(hit, r.identity, hit.relative_to(probe_root)))
-        if missing and not allow_missing:
-            raise DataError(
-                f"{len(missing)} of {len(probes)} probes have no counterpart under {probe_root} "
-                f"(first: {', '.join(missing[:3])}); pass --allow-missing to drop them"
-            )
-        probes = moved
-        info["probe_source"] = str(probe_root.resolve())
-        info["probes_missing_in_source"] = len(missing)
+        probes = _from_probe_source(probes, probe_source, allow_missing, info)
     if not gallery:
         raise DataError(f"the protocol has an empty gallery (source {root})")
     info.update(
