@@ -313,6 +313,38 @@ def body_graph(backbone, loader, cfg, *, device, weights_desc: str):
         return None
 
 
+def _cache_views(loader: ImageLoader, idx: list[int], cfg) -> tuple[list[np.ndarray], list[tuple]]:
+    """Every cached view of the images `idx` (clean views first, then occluded ones), seeded per image."""
+    d = cfg.data
+    imgs, meta = [], []
+    for i in idx:
+        rng = view_rng(cfg.schedule.seed, 0x5EED, i)
+        for v in range(d.cache_views):
+            if v < d.cache_clean_views:
+                view = loader.view(i, rng, occlude=False, flip=(v % 2 == 1) and d.flip)
+            else:
+                view = loader.view(i, rng, occlude=True)
+            imgs.append(view.image)
+            meta.append((i, v, view))
+    return imgs, meta
+
+
+@torch.inference_mode()
+def _teacher_embeddings(backbone, loader: ImageLoader, fm: torch.Tensor, idx: list[int], cfg, device) -> torch.Tensor:
+    """[len(idx), 2, D] embeddings of the clean image and its mirror (from the clean cached views
+    when present, else by running the images)."""
+    d = cfg.data
+    if d.cache_clean_views >= 2 and d.flip and not loader.mask_root:
+        pair = fm[idx][:, :2].float().to(device)  # views 0 (clean) and 1 (clean mirror)
+        return backbone.embed(pair.flatten(0, 1))[0].float().cpu().view(len(idx), 2, -1)
+    from occtool.models import preprocess
+
+    clean = np.stack([loader.image(i) for i in idx])
+    both = np.ascontiguousarray(np.concatenate([clean, clean[:, :, ::-1]]))
+    emb = backbone(preprocess(both, backbone.input_spec, device=device)).embedding.float().cpu()
+    return torch.stack([emb[: len(idx)], emb[len(idx):]], dim=1)
+
+
 def build_feature_cache(
     records: Sequence[ImageRecord],
     loader: ImageLoader,
@@ -339,50 +371,26 @@ def build_feature_cache(
     n = len(records)
     c = backbone.feature_channels
     h, w = backbone.feature_size
-    fm = torch.zeros((n, v_total, c, h, w), dtype=torch.float16)
-    fmask = torch.ones((n, v_total, 1, h, w), dtype=torch.float32)
-    has_mask = torch.zeros((n, v_total), dtype=torch.bool)
-    flipped = torch.zeros((n, v_total), dtype=torch.bool)
-    teacher = torch.zeros((n, 2, backbone.embedding_dim), dtype=torch.float32)
+    cache = FeatureCache(fm=torch.zeros((n, v_total, c, h, w), dtype=torch.float16),
+                         fmask=torch.ones((n, v_total, 1, h, w), dtype=torch.float32),
+                         has_mask=torch.zeros((n, v_total), dtype=torch.bool),
+                         flipped=torch.zeros((n, v_total), dtype=torch.bool),
+                         teacher=torch.zeros((n, 2, backbone.embedding_dim), dtype=torch.float32))
     bs = max(1, d.cache_batch_size)
     graph = body_graph(backbone, loader, cfg, device=device, weights_desc=weights_desc)
     for s in range(0, n, bs):
         idx = list(range(s, min(n, s + bs)))
-        imgs, meta = [], []
-        for i in idx:
-            rng = view_rng(cfg.schedule.seed, 0x5EED, i)
-            for v in range(v_total):
-                if v < d.cache_clean_views:
-                    view = loader.view(i, rng, occlude=False, flip=(v % 2 == 1) and d.flip)
-                else:
-                    view = loader.view(i, rng, occlude=True)
-                imgs.append(view.image)
-                meta.append((i, v, view))
+        imgs, meta = _cache_views(loader, idx, cfg)
         maps = compute_views_features(backbone, np.stack(imgs), device=device, batch_size=bs * 2, graph=graph)
         for (i, v, view), m in zip(meta, maps):
-            fm[i, v] = m
-            fmask[i, v, 0] = torch.from_numpy(feature_masks(view.visibility, (h, w)))
-            has_mask[i, v] = view.has_mask
-            flipped[i, v] = view.flipped
-        # teacher embeddings of the clean image and its mirror (from the clean views when present)
-        with torch.inference_mode():
-            if d.cache_clean_views >= 2 and d.flip and not loader.mask_root:
-                pair = fm[idx][:, :2].float().to(device)  # views 0 (clean) and 1 (clean mirror)
-                emb = backbone.embed(pair.flatten(0, 1))[0].float().cpu().view(len(idx), 2, -1)
-                teacher[idx] = emb
-            else:
-                from occtool.models import preprocess
-
-                clean = np.stack([loader.image(i) for i in idx])
-                both = np.ascontiguousarray(np.concatenate([clean, clean[:, :, ::-1]]))
-                x = preprocess(both, backbone.input_spec, device=device)
-                emb = backbone(x).embedding.float().cpu()
-                teacher[idx, 0] = emb[: len(idx)]
-                teacher[idx, 1] = emb[len(idx):]
+            cache.fm[i, v] = m
+            cache.fmask[i, v, 0] = torch.from_numpy(feature_masks(view.visibility, (h, w)))
+            cache.has_mask[i, v] = view.has_mask
+            cache.flipped[i, v] = view.flipped
+        cache.teacher[idx] = _teacher_embeddings(backbone, loader, cache.fm, idx, cfg, device)
         report(progress, idx[-1] + 1, n)
     if graph is not None:
         graph.close()
-    cache = FeatureCache(fm=fm, fmask=fmask, has_mask=has_mask, flipped=flipped, teacher=teacher)
     if cache_path is not None:
         _store_cache(cache_path, cache)
     return cache
