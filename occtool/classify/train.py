@@ -225,6 +225,37 @@ def _write_history(out_dir: Path, history: list[dict]) -> None:
     atomic_write_text(out_dir / "history.csv", buf.getvalue())
 
 
+def _feature_source(cfg, model, train, val, device, out_dir: Path, progress, log):
+    """A frozen trunk's outputs cached once (ONNX Runtime on CPU when asked), else the images."""
+    if not model.frozen_trunk:
+        return _ImageSource(train, val, flip=cfg.flip, device=device)
+    log(f"caching the frozen {model.arch} trunk's outputs ({'2 views' if cfg.flip else '1 view'}, {cfg.trunk_runtime})")
+    trunk_fn = None
+    if cfg.trunk_runtime == "onnx" and device.type == "cpu":
+        trunk_fn = _onnx_trunk_fn(model, out_dir, cfg.threads)
+    return _cached_features(cfg, model, train, val, device, progress, trunk_fn, log)
+
+
+def _run_epoch(state: dict, model, source, labels, val_labels, optimizer, criterion, cfg, out_dir: Path, log) -> None:
+    """One epoch, its validation, the best model (early stopping counts) and the resumable checkpoint."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    epoch = state["epoch"] + 1
+    loss = _train_epoch(model, source, labels, optimizer, criterion, cfg, epoch)
+    acc = float((_validate(model, source, 256) == val_labels).mean())
+    seconds = time.perf_counter() - t0
+    state["history"].append({"epoch": epoch, "train_loss": round(loss, 6), "val_accuracy": round(acc, 6), "seconds": round(seconds, 2)})
+    state.update(epoch=epoch, seconds=state["seconds"] + seconds, cpu_seconds=state["cpu_seconds"] + time.process_time() - c0)
+    if acc > state["best_accuracy"]:
+        state.update(best_accuracy=acc, best_epoch=epoch, bad_epochs=0)
+        save_classifier(out_dir / "model.pt", model=model, config=cfg, extra={"epoch": epoch, "val_accuracy": acc})
+    else:
+        state["bad_epochs"] += 1
+    save_classifier(out_dir / "checkpoint.pt", model=model, config=cfg,
+                    extra={"train_state": {**state, "optimizer": optimizer.state_dict()}})
+    _write_history(out_dir, state["history"])
+    log(f"epoch {epoch}: loss {loss:.4f}, validation accuracy {acc:.4f} ({seconds:.1f}s)")
+
+
 def train_classifier(
     cfg: ClassifyTrainConfig, out_dir: str | Path, *, resume: bool = False, progress: ProgressFn = None, log: LogFn | None = None
 ) -> dict:
@@ -257,14 +288,7 @@ def train_classifier(
         log(f"resumed after epoch {state['epoch']} (best validation accuracy {state['best_accuracy']:.4f})")
     labels = np.array([s.label for s in train], np.int64)
     val_labels = np.array([s.label for s in val], np.int64)
-    if model.frozen_trunk:
-        log(f"caching the frozen {model.arch} trunk's outputs ({'2 views' if cfg.flip else '1 view'}, {cfg.trunk_runtime})")
-        trunk_fn = None
-        if cfg.trunk_runtime == "onnx" and device.type == "cpu":
-            trunk_fn = _onnx_trunk_fn(model, out_dir, cfg.threads)
-        source = _cached_features(cfg, model, train, val, device, progress, trunk_fn, log)
-    else:
-        source = _ImageSource(train, val, flip=cfg.flip, device=device)
+    source = _feature_source(cfg, model, train, val, device, out_dir, progress, log)
     cache_s, cache_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     stopped_early = False
@@ -272,27 +296,11 @@ def train_classifier(
         if state["bad_epochs"] >= cfg.patience:
             stopped_early = True
             break
-        t0, c0 = time.perf_counter(), time.process_time()
-        epoch = state["epoch"] + 1
-        loss = _train_epoch(model, source, labels, optimizer, criterion, cfg, epoch)
-        acc = float((_validate(model, source, 256) == val_labels).mean())
-        seconds = time.perf_counter() - t0
-        state["history"].append({"epoch": epoch, "train_loss": round(loss, 6), "val_accuracy": round(acc, 6), "seconds": round(seconds, 2)})
-        state.update(epoch=epoch, seconds=state["seconds"] + seconds, cpu_seconds=state["cpu_seconds"] + time.process_time() - c0)
-        if acc > state["best_accuracy"]:
-            state.update(best_accuracy=acc, best_epoch=epoch, bad_epochs=0)
-            save_classifier(out_dir / "model.pt", model=model, config=cfg, extra={"epoch": epoch, "val_accuracy": acc})
-        else:
-            state["bad_epochs"] += 1
-        save_classifier(out_dir / "checkpoint.pt", model=model, config=cfg,
-                        extra={"train_state": {**state, "optimizer": optimizer.state_dict()}})
-        _write_history(out_dir, state["history"])
-        log(f"epoch {epoch}: loss {loss:.4f}, validation accuracy {acc:.4f} ({seconds:.1f}s)")
-        report(progress, epoch, cfg.epochs)
+        _run_epoch(state, model, source, labels, val_labels, optimizer, criterion, cfg, out_dir, log)
+        report(progress, state["epoch"], cfg.epochs)
     best = load_classifier(out_dir / "model.pt").model.to(device)
-    pred = _validate(best, source, 256)
     metrics = {
-        "validation": classification_report(val_labels, pred, CLASSES),
+        "validation": classification_report(val_labels, _validate(best, source, 256), CLASSES),
         "data": {"train": class_counts(train), "validation": class_counts(val),
                  "train_identities": len({s.identity for s in train}), "validation_identities": len({s.identity for s in val})},
         "arch": cfg.arch,
