@@ -226,22 +226,12 @@ def _with_index(name: str, k: Optional[int]) -> str:
     return f"{p.stem}_{k}{p.suffix}"
 
 
-def align_tree(src: str | Path, out: str | Path, cfg: AlignConfig, *, progress: ProgressFn = None) -> AlignSummary:
-    """Align every image of `src/<identity>/<image>` into `out` (which must exist; see
-    occtool.io.prepare_out_dir) and write the reports. Never raises for a single bad image."""
-    from occtool.data.landmarks import write_landmarks
-    from occtool.io import atomic_write_json, atomic_write_text, write_config
-
-    src, out = Path(src), Path(out)
-    check_arguments(src, out, cfg)
-    records = list_identity_tree(src)
-    rels = [r.relpath.as_posix() for r in records]
-    tasks = [(str(r.path), rel, name) for r, rel, name in zip(records, rels, plan_output_names(rels, cfg.image_format))]
-    total = len(tasks)
+def _run_tasks(tasks, cfg: AlignConfig, out: Path, progress) -> tuple[list[ImageResult], Optional[float]]:
+    """Every image through `_process` (in-process, or a pool of workers); returns the results and
+    when the first one finished (start-up time)."""
     results: list[ImageResult] = []
-    start = time.perf_counter()
     first: Optional[float] = None
-    report(progress, 0, total)
+    total = len(tasks)
     if cfg.workers == 1:
         # In-process, also single-threaded: the net is tiny, and two OpenMP threads on busy cores
         # can be 30x slower than one. The caller's thread count is restored afterwards.
@@ -257,17 +247,35 @@ def align_tree(src: str | Path, out: str | Path, cfg: AlignConfig, *, progress: 
         finally:
             _STATE.clear()
             torch.set_num_threads(threads)
-    else:
-        # forkserver: the server imports torch/torchvision/cv2 once (slow imports) and forks the
-        # workers from a clean process that never ran torch ops (no OpenMP/CUDA state to inherit).
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["occtool.align.tree", "torch", "torchvision.ops", "cv2"])
-        chunk = max(1, min(16, total // (cfg.workers * 8) or 1))
-        with ctx.Pool(cfg.workers, initializer=_init_pool_worker, initargs=(cfg, str(out))) as pool:
-            for res in pool.imap_unordered(_process, tasks, chunksize=chunk):
-                results.append(_checked(res))
-                first = first or time.perf_counter()
-                report(progress, len(results), total)
+        return results, first
+    # forkserver: the server imports torch/torchvision/cv2 once (slow imports) and forks the
+    # workers from a clean process that never ran torch ops (no OpenMP/CUDA state to inherit).
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["occtool.align.tree", "torch", "torchvision.ops", "cv2"])
+    chunk = max(1, min(16, total // (cfg.workers * 8) or 1))
+    with ctx.Pool(cfg.workers, initializer=_init_pool_worker, initargs=(cfg, str(out))) as pool:
+        for res in pool.imap_unordered(_process, tasks, chunksize=chunk):
+            results.append(_checked(res))
+            first = first or time.perf_counter()
+            report(progress, len(results), total)
+    return results, first
+
+
+def align_tree(src: str | Path, out: str | Path, cfg: AlignConfig, *, progress: ProgressFn = None) -> AlignSummary:
+    """Align every image of `src/<identity>/<image>` into `out` (which must exist; see
+    occtool.io.prepare_out_dir) and write the reports. Never raises for a single bad image."""
+    from occtool.data.landmarks import write_landmarks
+    from occtool.io import atomic_write_json, atomic_write_text, write_config
+
+    src, out = Path(src), Path(out)
+    check_arguments(src, out, cfg)
+    records = list_identity_tree(src)
+    rels = [r.relpath.as_posix() for r in records]
+    tasks = [(str(r.path), rel, name) for r, rel, name in zip(records, rels, plan_output_names(rels, cfg.image_format))]
+    total = len(tasks)
+    start = time.perf_counter()
+    report(progress, 0, total)
+    results, first = _run_tasks(tasks, cfg, out, progress)
     end = time.perf_counter()
     seconds = end - start
     results.sort(key=lambda r: r.source)
