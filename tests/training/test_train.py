@@ -27,10 +27,14 @@ def step_rows(history):
     return [r for r in history if r["kind"] == "step"]
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_every_output(synthetic_tree, tmp_path):
+    """The one end-to-end run with validation (the other tests here run with it off)."""
     out = tmp_path / "run"
-    res = train(smoke_cfg(synthetic_tree), out_dir=out)
+    seen = []
+    res = train(smoke_cfg(synthetic_tree), out_dir=out, epoch_hooks=[lambda run, m: seen.append((run.epoch, m))])
     assert res.steps == 6 and not res.interrupted
+    assert [e for e, _ in seen] == [0, 1] and all("clean/cosine/rank1" in m for _, m in seen)
     for name in ("config.yaml", "metrics.csv", "metrics.json", "model.pt", "loss_curves.png", "validation_curves.png"):
         assert (out / name).is_file(), name
     latest = json.loads((out / "checkpoints" / "latest.json").read_text())
@@ -76,36 +80,37 @@ def _state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def test_resume_matches_uninterrupted_run_step_for_step(synthetic_tree, tmp_path):
-    overrides = ("schedule.epochs=2", "schedule.steps_per_epoch=4", "checkpoint.every_steps=0",
-                 "validation.enabled=false")
+# The step losses of this run as the loop gave them before it was split into steps and a task
+# (commit e9dda1f, threads=1): the same losses, hence the same RNG stream and data order.
+GOLDEN_LOSSES = [33.57619857788086, 33.562583923339844, 25.54527473449707, 32.51091384887695]
+
+
+def test_resume_matches_uninterrupted_run_bit_exact(synthetic_tree, tmp_path):
+    overrides = ("schedule.epochs=2", "schedule.steps_per_epoch=2", "checkpoint.every_steps=0",
+                 "validation.enabled=false", "threads=1")
     full = train(smoke_cfg(synthetic_tree, *overrides), out_dir=tmp_path / "full")
+    assert [r["loss"] for r in step_rows(full.history)] == pytest.approx(GOLDEN_LOSSES, rel=1e-6)
     part = train(smoke_cfg(synthetic_tree, *overrides, "debug.stop_after_steps=3"), out_dir=tmp_path / "part")
     assert part.interrupted and part.steps == 3 and not (tmp_path / "part" / "model.pt").exists()
     resumed = train(smoke_cfg(synthetic_tree, *overrides), out_dir=tmp_path / "part", resume=True)
-    assert resumed.steps == full.steps == 8
+    assert resumed.steps == full.steps == 4
     a, b = step_rows(full.history), step_rows(resumed.history)
     assert [r["step"] for r in a] == [r["step"] for r in b]
-    for ra, rb in zip(a, b):
-        assert ra["loss"] == pytest.approx(rb["loss"], rel=1e-6, abs=1e-7), (ra["step"], ra["loss"], rb["loss"])
-    sa = _state(tmp_path / "full" / "checkpoints" / "state-00000008.pt")["module"]
-    sb = _state(tmp_path / "part" / "checkpoints" / "state-00000008.pt")["module"]
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    sa = _state(tmp_path / "full" / "checkpoints" / "state-00000004.pt")["module"]
+    sb = _state(tmp_path / "part" / "checkpoints" / "state-00000004.pt")["module"]
     assert sa.keys() == sb.keys()
     for k in sa:
-        assert torch.allclose(sa[k].float(), sb[k].float(), rtol=1e-5, atol=1e-6), k
+        assert torch.equal(sa[k], sb[k]), k
 
 
-def test_nan_guard_skips_then_stops(synthetic_tree, tmp_path):
-    overrides = ("schedule.epochs=1", "schedule.steps_per_epoch=5", "validation.enabled=false", "checkpoint.every_steps=0")
+def test_nan_guard_skips_a_step(synthetic_tree, tmp_path):
+    """The config's debug hook reaches the loop's guard (the guard itself: tests/training/test_loop.py)."""
+    overrides = ("schedule.epochs=1", "schedule.steps_per_epoch=3", "validation.enabled=false", "checkpoint.every_steps=0")
     res = train(smoke_cfg(synthetic_tree, *overrides, "debug.nonfinite_steps=[1]"), out_dir=tmp_path / "one")
-    assert res.nonfinite_steps == 1 and res.steps == 5
+    assert res.nonfinite_steps == 1 and res.steps == 3
     skipped = [r for r in step_rows(res.history) if r["skipped"]]
     assert [r["step"] for r in skipped] == [2]  # step index 1 is the second step
-    with pytest.raises(TrainingError, match="non-finite"):
-        train(smoke_cfg(synthetic_tree, *overrides, "debug.nonfinite_steps=[1,2,3]", "schedule.max_nonfinite=3"),
-              out_dir=tmp_path / "stop")
-    # what was logged before the stop is on disk
-    assert (tmp_path / "stop" / "metrics.csv").is_file()
 
 
 def test_nan_guard_monkeypatched_loss(synthetic_tree, tmp_path, monkeypatch):
@@ -114,9 +119,11 @@ def test_nan_guard_monkeypatched_loss(synthetic_tree, tmp_path, monkeypatch):
 
     real = module_mod.occlusion_loss
     monkeypatch.setattr(module_mod, "occlusion_loss", lambda *a, **k: real(*a, **k) * float("nan"))
-    with pytest.raises(TrainingError):
+    with pytest.raises(TrainingError, match="2 non-finite"):
         train(smoke_cfg(synthetic_tree, "schedule.max_nonfinite=2", "validation.enabled=false",
                         "checkpoint.every_steps=0", "loss.occlusion_warmup_steps=0"), out_dir=tmp_path / "r")
+    # what was logged before the stop is on disk
+    assert (tmp_path / "r" / "metrics.csv").is_file() and not (tmp_path / "r" / "model.pt").exists()
 
 
 def test_frozen_backbone_trains_only_heads(synthetic_tree, tmp_path):
@@ -165,7 +172,7 @@ def test_cli_train_and_resume(synthetic_tree, tmp_path, capsys):
 
     out = tmp_path / "cli"
     base = ["train", "--config", str(SMOKE), "--out", str(out), "--data", str(synthetic_tree), "--device", "cpu",
-            "--set", "validation.enabled=false"]
+            "--set", "validation.enabled=false", "--set", "schedule.epochs=1"]
     assert run(base + ["--set", "debug.stop_after_steps=2"]) == 0
     assert "resume" in capsys.readouterr().err
     assert run(["train", "--out", str(out), "--resume", "--set", "debug.stop_after_steps=1000"]) == 0
