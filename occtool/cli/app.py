@@ -19,6 +19,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("align", "occtool.cli.align:align"),
     ("augment", "occtool.cli.augment:augment"),
     ("eval-gallery", "occtool.cli.eval_gallery:eval_gallery"),
+    ("finetune-contrastive", "occtool.cli.finetune_contrastive:finetune_contrastive"),
     ("make-protocol", "occtool.cli.make_protocol:make_protocol"),
     ("train", "occtool.cli.train:train"),
 ]
