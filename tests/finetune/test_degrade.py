@@ -108,3 +108,14 @@ def test_restoration_hook_errors(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(ConfigError, match="not a TorchScript file"):
         load_restorer(bad)
+
+
+def test_restoration_hook_onnx(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    path = tmp_path / "halve.onnx"
+    torch.onnx.export(_Halve(), (torch.rand(1, 3, 112, 112),), str(path), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+    out = load_restorer(path)(np.stack([IMG, IMG]))
+    assert out.shape == (2, 112, 112, 3)
+    assert np.abs(out.astype(int) - np.round(IMG / 2.0).astype(int)).max() <= 1
