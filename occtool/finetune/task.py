@@ -92,6 +92,7 @@ class ContrastiveFinetuning:
         self.warnings: list[str] = []
         self._sims: list[float] = []
         self._validating_start = False
+        self.start_similarity: Optional[float] = None
 
     # -- set-up ------------------------------------------------------------------------------
     def setup(self, env: LoopEnv) -> nn.Module:
@@ -195,6 +196,8 @@ class ContrastiveFinetuning:
         sim = float(diag["pair_similarity"])
         if math.isfinite(sim):
             self._sims.append(sim)
+            if step == 0:  # computed with the starting weights: the start's training-pair similarity
+                self.start_similarity = sim
         return StepLoss(total=total, parts={k: v.detach() for k, v in parts.items()}, log={"pair_similarity": sim})
 
     # -- validation, best, checkpoints -------------------------------------------------------
@@ -221,7 +224,7 @@ class ContrastiveFinetuning:
         prev, sim = self.prev, res.get("train/pair_similarity")
         if not prev or sim is None:
             return
-        prev_sim = prev.get("train/pair_similarity")
+        prev_sim = prev.get("train/pair_similarity", self.start_similarity)
         fell = [k for k in ("degraded/rank1", "clean/rank1") if res[k] < prev[k]]
         if prev_sim is not None and sim > prev_sim and fell:
             msg = (f"epoch {epoch}: training-pair similarity rose ({prev_sim:.4f} -> {sim:.4f}) while validation "
@@ -249,13 +252,15 @@ class ContrastiveFinetuning:
                               extra={**extra, "finetune_contrastive": True, "start": self.start_desc})
 
     def state_dict(self) -> dict:
-        return {"sampler": self.sampler.state_dict(), "finetune": {"start": self.start, "prev": self.prev,
-                                                                   "warnings": list(self.warnings)}}
+        return {"sampler": self.sampler.state_dict(), "finetune": {
+            "start": self.start, "prev": self.prev, "warnings": list(self.warnings),
+            "start_similarity": self.start_similarity}}
 
     def load_state_dict(self, state: dict) -> int:
         self.sampler.load_state_dict(state["sampler"])
         ft = state.get("finetune", {})
         self.start, self.prev, self.warnings = dict(ft.get("start", {})), dict(ft.get("prev", {})), list(ft.get("warnings", []))
+        self.start_similarity = ft.get("start_similarity")
         return int(state["sampler"]["epoch"])
 
     # -- the end -----------------------------------------------------------------------------

@@ -82,3 +82,23 @@ def test_best_epoch_rule():
     equal = {"clean/rank1": 0.99, "degraded/rank1": 0.60}  # must beat, not tie
     assert not accepts(equal, best0, start_clean=0.95, clean_margin_points=0.5)
     assert accepts(too_much, best0, start_clean=0.95, clean_margin_points=1.0)
+
+
+def test_warning_when_pair_similarity_rises_while_validation_falls():
+    from types import SimpleNamespace
+
+    from occtool.finetune.config import FinetuneConfig
+    from occtool.finetune.task import ContrastiveFinetuning
+
+    said = []
+    task = ContrastiveFinetuning(FinetuneConfig())
+    task.env = SimpleNamespace(say=said.append)
+    task.start_similarity = 0.55  # the first step's similarity, with the starting weights
+    task.prev = {"clean/rank1": 0.99, "degraded/rank1": 0.70}
+    bad = {"clean/rank1": 0.40, "degraded/rank1": 0.30, "train/pair_similarity": 0.95}
+    task._check_trap(1, bad)
+    assert bad["warning/similarity_up_validation_down"] == 1.0 and "memorised" in said[-1]
+    task.prev = dict(bad)
+    good = {"clean/rank1": 0.50, "degraded/rank1": 0.40, "train/pair_similarity": 0.97}
+    task._check_trap(2, good)  # similarity up and validation up: no warning
+    assert "warning/similarity_up_validation_down" not in good and len(task.warnings) == 1
