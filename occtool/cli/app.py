@@ -22,6 +22,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("classify", "occtool.cli.classify:app"),
     ("eval-gallery", "occtool.cli.eval_gallery:eval_gallery"),
     ("export", "occtool.cli.export:export"),
+    ("finetune-contrastive", "occtool.cli.finetune_contrastive:finetune_contrastive"),
     ("make-protocol", "occtool.cli.make_protocol:make_protocol"),
     ("train", "occtool.cli.train:train"),
     ("visualize-occlusion", "occtool.cli.visualize_occlusion:app"),
