@@ -37,7 +37,7 @@ def finetune_contrastive(
     from occtool.cli.common import build_config
     from occtool.errors import ConfigError
     from occtool.finetune import REFUSED_EXIT_CODE, FinetuneConfig
-    from occtool.io import prepare_out_dir
+    from occtool.io import output_folder
 
     if resume and force:
         raise ConfigError("--resume continues the run in --out; --force would overwrite it: choose one")
@@ -67,9 +67,6 @@ def finetune_contrastive(
 
     resolve_root(cfg.data.train_root, "data.train_root")  # fails before anything is written
     rank = int(os.environ.get("RANK", "0"))
-    if not resume and rank == 0:
-        prepare_out_dir(out, force=force)
-
     from occtool.finetune import finetune
 
     def log(msg: str) -> None:
@@ -77,8 +74,14 @@ def finetune_contrastive(
             info(msg)
 
     if rank == 0:
-        with progress_bar("finetune") as progress:
+        hint = f"resume with: occtool finetune-contrastive --out {out} --resume"
+        with output_folder(out, command="finetune-contrastive", force=force, resume=resume, resume_hint=hint) as folder, \
+                progress_bar("finetune") as progress:
             result = finetune(cfg, out_dir=out, progress=progress, resume=True if resume else None, log=log)
+            if result.interrupted:
+                folder.final_status = "stopped early (resume with --resume)"
+            elif result.metrics.get("refused"):
+                folder.final_status = "refused: no epoch beat the starting model (no model.pt)"
     else:
         result = finetune(cfg, out_dir=out, progress=None, resume=True if resume else None, log=log)
     if rank != 0:
