@@ -51,3 +51,32 @@ def build_config(cls: type, config: Optional[Path], sets: Optional[list[str]], o
 
 def info(message: str) -> None:
     err_console.print(message, highlight=False)
+
+
+def run_training(command: str, out: Path, run, *, force: bool, resume: bool, status=None):
+    """Run a training command (`run(progress=, resume=, log=)` -> result with `interrupted`) in
+    its output folder. Under torchrun every process calls this; rank 0 owns the folder, the
+    progress bar and the log. `status(result)`: the folder's final status when not plain complete."""
+    import os
+
+    from occtool.io import output_folder
+
+    rank = int(os.environ.get("RANK", "0"))
+
+    def log(msg: str) -> None:
+        if rank == 0:
+            info(msg)
+
+    if rank != 0:
+        return run(progress=None, resume=True if resume else None, log=log), False
+    hint = f"resume with: occtool {command} --out {out} --resume"
+    with output_folder(out, command=command, force=force, resume=resume, resume_hint=hint) as folder, \
+            progress_bar(command) as progress:
+        result = run(progress=progress, resume=True if resume else None, log=log)
+        if result.interrupted:
+            folder.final_status = "stopped early (resume with --resume)"
+        elif status is not None and status(result):
+            folder.final_status = status(result)
+    if result.interrupted:
+        info(f"stopped after step {result.steps} (resume with --resume)")
+    return result, True

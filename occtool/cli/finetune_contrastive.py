@@ -5,13 +5,12 @@ A thin adapter over `occtool.finetune.finetune` (no torch at import time)."""
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from occtool.cli.common import ConfigOption, DeviceOption, ForceOption, SetOption, info, progress_bar
+from occtool.cli.common import ConfigOption, DeviceOption, ForceOption, SetOption, info, run_training
 
 
 def finetune_contrastive(
@@ -37,7 +36,6 @@ def finetune_contrastive(
     from occtool.cli.common import build_config
     from occtool.errors import ConfigError
     from occtool.finetune import REFUSED_EXIT_CODE, FinetuneConfig
-    from occtool.io import output_folder
 
     if resume and force:
         raise ConfigError("--resume continues the run in --out; --force would overwrite it: choose one")
@@ -66,31 +64,16 @@ def finetune_contrastive(
     from occtool.training.data import resolve_root
 
     resolve_root(cfg.data.train_root, "data.train_root")  # fails before anything is written
-    rank = int(os.environ.get("RANK", "0"))
     from occtool.finetune import finetune
 
-    def log(msg: str) -> None:
-        if rank == 0:
-            info(msg)
-
-    if rank == 0:
-        hint = f"resume with: occtool finetune-contrastive --out {out} --resume"
-        with output_folder(out, command="finetune-contrastive", force=force, resume=resume, resume_hint=hint) as folder, \
-                progress_bar("finetune") as progress:
-            result = finetune(cfg, out_dir=out, progress=progress, resume=True if resume else None, log=log)
-            if result.interrupted:
-                folder.final_status = "stopped early (resume with --resume)"
-            elif result.metrics.get("refused"):
-                folder.final_status = "refused: no epoch beat the starting model (no model.pt)"
-    else:
-        result = finetune(cfg, out_dir=out, progress=None, resume=True if resume else None, log=log)
-    if rank != 0:
+    refused = "refused: no epoch beat the starting model (no model.pt)"
+    result, main = run_training("finetune-contrastive", out, lambda **kw: finetune(cfg, out_dir=out, **kw),
+                                force=force, resume=resume,
+                                status=lambda r: refused if r.metrics.get("refused") else None)
+    if not main or result.interrupted:
         return
-    if result.interrupted:
-        info(f"stopped after step {result.steps} (resume with --resume)")
-    elif result.metrics.get("refused"):
+    if result.metrics.get("refused"):
         info(f"refused: no epoch beat the starting model; see {out}/report.md (no model.pt written)")
         raise typer.Exit(REFUSED_EXIT_CODE)
-    else:
-        info(f"wrote {out}/model.pt (epoch {result.metrics.get('best', {}).get('epoch', '?')}), report.md, "
-             f"metrics.json ({result.steps} steps, {result.wall_time_s / 60:.1f} min)")
+    info(f"wrote {out}/model.pt (epoch {result.metrics.get('best', {}).get('epoch', '?')}), report.md, "
+         f"metrics.json ({result.steps} steps, {result.wall_time_s / 60:.1f} min)")

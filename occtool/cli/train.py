@@ -6,13 +6,12 @@ Under torchrun (WORLD_SIZE > 1) every process runs this same command; rank 0 wri
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from occtool.cli.common import ConfigOption, DeviceOption, ForceOption, SetOption, info, progress_bar
+from occtool.cli.common import ConfigOption, DeviceOption, ForceOption, SetOption, info, run_training
 
 
 def train(
@@ -31,7 +30,6 @@ def train(
     """Train the occlusion head, QAConv and/or the backbone; validate every epoch."""
     from occtool.cli.common import build_config
     from occtool.errors import ConfigError
-    from occtool.io import output_folder
     from occtool.training.config import TrainConfig
 
     if resume_override and not resume:
@@ -57,27 +55,10 @@ def train(
     from occtool.training.data import resolve_root
 
     resolve_root(cfg.data.train_root, "data.train_root")  # a missing folder fails before anything is written
-    rank = int(os.environ.get("RANK", "0"))
     from occtool.training import train as run_train
 
-    def log(msg: str) -> None:
-        if rank == 0:
-            info(msg)
-
-    if rank == 0:
-        hint = f"resume with: occtool train --out {out} --resume"
-        with output_folder(out, command="train", force=force, resume=resume, resume_hint=hint) as folder, \
-                progress_bar("train") as progress:
-            result = run_train(cfg, out_dir=out, progress=progress, resume=True if resume else None, log=log,
-                               resume_override=resume_override)
-            if result.interrupted:
-                folder.final_status = "stopped early (resume with --resume)"
-    else:
-        result = run_train(cfg, out_dir=out, progress=None, resume=True if resume else None, log=log,
-                           resume_override=resume_override)
-    if rank == 0:
-        if result.interrupted:
-            info(f"stopped after step {result.steps} (resume with --resume)")
-        else:
-            info(f"wrote {out}/model.pt, metrics.json, metrics.csv and curves ({result.steps} steps, "
-                 f"{result.wall_time_s / 60:.1f} min)")
+    result, main = run_training("train", out, lambda **kw: run_train(cfg, out_dir=out, resume_override=resume_override, **kw),
+                                force=force, resume=resume)
+    if main and not result.interrupted:
+        info(f"wrote {out}/model.pt, metrics.json, metrics.csv and curves ({result.steps} steps, "
+             f"{result.wall_time_s / 60:.1f} min)")
