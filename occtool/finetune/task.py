@@ -22,19 +22,11 @@ from torch import nn
 from occtool.config import to_dict
 from occtool.errors import ConfigError, DataError
 from occtool.finetune.config import FinetuneConfig
-from occtool.training.task import LoopEnv, LoopSettings, ModelKind, StepLoss
+from occtool.training.task import LoopEnv, LoopSettings, ModelKind, StepLoss, settings_from_config
 
 
 def loop_settings(cfg: FinetuneConfig) -> LoopSettings:
-    sc = cfg.schedule
-    return LoopSettings(
-        epochs=sc.epochs, seed=sc.seed, device=cfg.device, threads=cfg.threads, log_every=sc.log_every,
-        max_nonfinite=sc.max_nonfinite, grad_clip=cfg.optim.grad_clip, amp=cfg.optim.amp,
-        checkpoint_every_steps=cfg.checkpoint.every_steps, checkpoint_every_epochs=cfg.checkpoint.every_epochs,
-        keep_last=cfg.checkpoint.keep_last, validate_every_epochs=cfg.validation.every_epochs,
-        validate_at_start=cfg.validation.enabled, nonfinite_steps=tuple(cfg.debug.nonfinite_steps),
-        stop_after_steps=cfg.debug.stop_after_steps,
-    )
+    return settings_from_config(cfg, validate_at_start=cfg.validation.enabled)  # epoch 0 = the starting model
 
 
 def lr_factor(cfg: FinetuneConfig, step: int, total_steps: int) -> float:

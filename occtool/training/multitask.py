@@ -20,19 +20,11 @@ from occtool.errors import ConfigError, DataError
 from occtool.losses import AdaFaceLoss, combine_losses
 from occtool.training.config import TrainConfig
 from occtool.training.module import TrainModule, output_layer_names
-from occtool.training.task import LoopEnv, LoopSettings, ModelKind, StepLoss
+from occtool.training.task import LoopEnv, LoopSettings, ModelKind, StepLoss, settings_from_config
 
 
 def loop_settings(cfg: TrainConfig) -> LoopSettings:
-    sc = cfg.schedule
-    return LoopSettings(
-        epochs=sc.epochs, seed=sc.seed, device=cfg.device, threads=cfg.threads, log_every=sc.log_every,
-        max_nonfinite=sc.max_nonfinite, grad_clip=cfg.optim.grad_clip, amp=cfg.optim.amp,
-        checkpoint_every_steps=cfg.checkpoint.every_steps, checkpoint_every_epochs=cfg.checkpoint.every_epochs,
-        keep_last=cfg.checkpoint.keep_last, validate_every_epochs=cfg.validation.every_epochs,
-        nonfinite_steps=tuple(cfg.debug.nonfinite_steps), stop_after_steps=cfg.debug.stop_after_steps,
-        resume_free_keys=RESUME_FREE_KEYS,
-    )
+    return settings_from_config(cfg, resume_free_keys=RESUME_FREE_KEYS)
 
 
 # May change on --resume: where and how fast it runs, logging, checkpoint bookkeeping, debugging.

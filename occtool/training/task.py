@@ -56,6 +56,19 @@ class LoopSettings:
     resume_free_keys: tuple[str, ...] = ()
 
 
+def settings_from_config(cfg, **extra) -> LoopSettings:
+    """LoopSettings from a command config with the usual sections (schedule, optim, checkpoint,
+    validation, debug, and top-level device/threads); `extra` sets the command's own fields."""
+    sc, ck = cfg.schedule, cfg.checkpoint
+    return LoopSettings(
+        epochs=sc.epochs, seed=sc.seed, device=cfg.device, threads=cfg.threads, log_every=sc.log_every,
+        max_nonfinite=sc.max_nonfinite, grad_clip=cfg.optim.grad_clip, amp=cfg.optim.amp,
+        checkpoint_every_steps=ck.every_steps, checkpoint_every_epochs=ck.every_epochs, keep_last=ck.keep_last,
+        validate_every_epochs=cfg.validation.every_epochs, nonfinite_steps=tuple(cfg.debug.nonfinite_steps),
+        stop_after_steps=cfg.debug.stop_after_steps, **extra,
+    )
+
+
 @dataclass(frozen=True)
 class LoopEnv:
     """What a task gets at set-up: where it runs and how to talk."""
