@@ -186,8 +186,8 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def _override_items(overrides) -> list[tuple[str, Any]]:
-    if isinstance(overrides, Mapping):
-        return [(k, v) for k, v in overrides.items() if v is not None]
+    if isinstance(overrides, Mapping):  # a None value is an explicit null (`--set key=null`)
+        return list(overrides.items())
     return [parse_override(o) for o in overrides]
 
 

@@ -37,9 +37,21 @@ def test_yaml_scientific_string_becomes_float(tmp_path):
     assert load_config(Cfg, yaml_path=tmp_path / "c.yaml").optim.lr == pytest.approx(1e-3)
 
 
-def test_mapping_overrides_skip_none():
-    cfg = load_config(Cfg, overrides={"epochs": None, "weights": "w.pt"})
-    assert cfg.epochs == 3 and cfg.weights == Path("w.pt")
+def test_null_override_sets_an_optional_key_to_none(tmp_path):
+    (tmp_path / "c.yaml").write_text("weights: w.pt\n")
+    assert load_config(Cfg, yaml_path=tmp_path / "c.yaml").weights == Path("w.pt")
+    for overrides in (["weights=null"], {"weights": None}):  # --set list and the CLI's merged mapping
+        assert load_config(Cfg, yaml_path=tmp_path / "c.yaml", overrides=overrides).weights is None
+    with pytest.raises(ConfigError, match="epochs"):  # null for a required number: a clear error
+        load_config(Cfg, overrides=["epochs=null"])
+
+
+def test_build_config_unset_cli_options_do_not_override(tmp_path):
+    from occtool.cli.common import build_config
+
+    (tmp_path / "c.yaml").write_text("epochs: 5\nweights: w.pt\n")
+    cfg = build_config(Cfg, tmp_path / "c.yaml", ["weights=null"], {"epochs": None, "name": "x"})
+    assert cfg.epochs == 5 and cfg.name == "x" and cfg.weights is None
 
 
 @pytest.mark.parametrize(
