@@ -12,7 +12,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -354,14 +354,21 @@ def build_feature_cache(
     device: torch.device,
     weights_desc: str,
     progress: ProgressFn = None,
+    warn: Callable[[str], None] | None = None,
 ) -> FeatureCache:
-    """Compute (or read back from data.cache_dir) the feature cache of `records`."""
+    """Compute (or read back from data.cache_dir) the feature cache of `records`. A cache folder
+    that cannot be written is not an error: `warn` says so and the run keeps the cache in memory."""
+    from occtool.io import check_writable_dir
+
     d = cfg.data
     v_total = d.cache_views
     if v_total < 1 or not 0 <= d.cache_clean_views <= v_total:
         raise ConfigError("data.cache_views must be >= 1 and 0 <= data.cache_clean_views <= cache_views")
     cache_path = None
-    if d.cache_dir:
+    why = check_writable_dir(d.cache_dir) if d.cache_dir else None
+    if why is not None and warn is not None:
+        warn(f"note: data.cache_dir {d.cache_dir} cannot be written ({why}): the feature cache stays in memory")
+    if d.cache_dir and why is None:
         cache_path = Path(d.cache_dir) / f"features-{_cache_key(records, cfg, weights_desc)}"
         got = _load_cache(cache_path)
         if got is not None:
@@ -392,25 +399,33 @@ def build_feature_cache(
     if graph is not None:
         graph.close()
     if cache_path is not None:
-        _store_cache(cache_path, cache)
+        why = _store_cache(cache_path, cache)
+        if why is not None and warn is not None:
+            warn(f"note: the feature cache could not be stored in {d.cache_dir} ({why}); the run goes on")
     return cache
 
 
-def _store_cache(path: Path, cache: FeatureCache) -> None:
+def _store_cache(path: Path, cache: FeatureCache) -> str | None:
+    """Store atomically (a folder renamed into place); None, or why it could not be stored
+    (a full disk leaves no partial cache behind)."""
     import os
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    for name in ("fm", "fmask", "has_mask", "flipped", "teacher"):
-        np.save(tmp / f"{name}.npy", getattr(cache, name).numpy())
     import shutil
 
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        for name in ("fm", "fmask", "has_mask", "flipped", "teacher"):
+            np.save(tmp / f"{name}.npy", getattr(cache, name).numpy())
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return exc.strerror or str(exc)
     try:
         if path.exists():
             raise FileExistsError(path)
         os.replace(tmp, path)
     except OSError:  # another process (a DDP rank, a parallel run) stored it first
         shutil.rmtree(tmp, ignore_errors=True)
+    return None
 
 
 def _load_cache(path: Path) -> FeatureCache | None:

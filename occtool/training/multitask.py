@@ -202,7 +202,7 @@ class MultiTaskTraining:
             env.say(f"feature cache: {len(data.records)} images x {cfg.data.cache_views} views")
             t0 = time.time()
             cache = build_feature_cache(data.records, loader, self.fast_teacher, cfg, device=env.device,
-                                        weights_desc=_weights_desc(weights), progress=None)
+                                        weights_desc=_weights_desc(weights), progress=None, warn=env.say)
             env.say(f"feature cache ready in {time.time() - t0:.0f}s")
             self.source = CachedBatches(cache, data.labels, seed=seed)
         else:
