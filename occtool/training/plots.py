@@ -40,18 +40,30 @@ def plot_losses(rows: list[dict], path: Path) -> Path | None:
     return path
 
 
-def plot_validation(rows: list[dict], path: Path) -> Path | None:
+def validation_series(rows: list[dict]) -> dict[str, dict[str, tuple[list, list]]]:
+    """{probe set: {line label: (epochs, rank-1 %)}} from the history's epoch rows. Keys are
+    `probe/method/rank1` (train: a line per scoring method) or `probe/rank1` (finetune-contrastive)."""
     epochs = [r for r in rows if r.get("kind") == "epoch"]
-    keys = sorted({k for r in epochs for k in r if k.endswith("/rank1")})
-    if not epochs or not keys:
+    keys = sorted({k for r in epochs for k in r if k.endswith("/rank1") and not k.startswith("train/")})
+    series: dict[str, dict[str, tuple[list, list]]] = {}
+    for k in keys:
+        parts = k.split("/")
+        xs = [r["epoch"] for r in epochs if isinstance(r.get(k), (int, float))]
+        ys = [100 * r[k] for r in epochs if isinstance(r.get(k), (int, float))]
+        series.setdefault(parts[0], {})["/".join(parts[1:-1]) or "rank-1"] = (xs, ys)
+    return series
+
+
+def plot_validation(rows: list[dict], path: Path) -> Path | None:
+    """validation_curves.png: one panel per probe set (None when there is nothing to plot)."""
+    series = validation_series(rows)
+    if not series:
         return None
     plt = _fig()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, probe in zip(axes, ("clean", "masked")):
-        for k in (k for k in keys if k.startswith(probe + "/")):
-            xs = [r["epoch"] for r in epochs if isinstance(r.get(k), (int, float))]
-            ys = [100 * r[k] for r in epochs if isinstance(r.get(k), (int, float))]
-            ax.plot(xs, ys, marker="o", ms=3, label=k.split("/")[1])
+    fig, axes = plt.subplots(1, len(series), figsize=(5.5 * len(series), 4.5), squeeze=False)
+    for ax, (probe, lines) in zip(axes[0], series.items()):
+        for label, (xs, ys) in lines.items():
+            ax.plot(xs, ys, marker="o", ms=3, label=label)
         ax.set_xlabel("epoch")
         ax.set_ylabel("rank-1 (%)")
         ax.set_title(f"validation, {probe} probes")
