@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
+from occtool.augment import OcclusionSynthesizer
 from occtool.errors import ConfigError, ShapeError
 
 _REGISTRY: dict[str, Callable] = {}
@@ -64,8 +65,6 @@ def low_resolution(image: np.ndarray, size_px: int) -> np.ndarray:
 @register_degradation("occlusion")
 class Occlusion:
     def __init__(self, config) -> None:
-        from occtool.augment import OcclusionSynthesizer
-
         self.synth = OcclusionSynthesizer(config=config.occlusion)
 
     def __call__(self, image: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:

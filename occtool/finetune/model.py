@@ -14,6 +14,7 @@ from torch import nn
 from occtool.losses.contrastive import supervised_contrastive_loss
 from occtool.losses.distill import embedding_distillation_loss
 from occtool.losses.masked import CountReducer
+from occtool.models import preprocess
 from occtool.training.distributed import DistInfo, gather_plain, gather_with_grad
 from occtool.training.module import output_layer_names
 
@@ -77,8 +78,6 @@ class FinetuneModule(nn.Module):
         return self
 
     def forward(self, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        from occtool.models import preprocess
-
         backbone = self.model.backbone
         dev = next(backbone.parameters()).device
         x = preprocess(batch["images"].numpy(), backbone.input_spec, device=dev)

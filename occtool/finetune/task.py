@@ -20,8 +20,21 @@ import torch
 from torch import nn
 
 from occtool.config import to_dict
+from occtool.data.samplers import PKBatchSampler
 from occtool.errors import ConfigError, DataError
 from occtool.finetune.config import FinetuneConfig
+from occtool.finetune.degrade import Degrader
+from occtool.finetune.model import FinetuneModule, set_trainable
+from occtool.finetune.report import write_report
+from occtool.finetune.restore import load_restorer
+from occtool.finetune.validation import build_validation_set, evaluate
+from occtool.finetune.views import TeacherCache, ViewMaker
+from occtool.io import atomic_save
+from occtool.models import (
+    FaceModel, build_backbone, default_weights, inference_copy, load_model_checkpoint,
+    save_model_checkpoint,
+)
+from occtool.training.data import ImageLoader, build_train_data
 from occtool.training.task import LoopEnv, LoopSettings, ModelKind, StepLoss, settings_from_config
 
 
@@ -50,8 +63,6 @@ def accepts(metrics: dict, best: dict, *, start_clean: float, clean_margin_point
 
 def load_start_model(cfg: FinetuneConfig):
     """(FaceModel, matcher or None, description of the start) from model.checkpoint or model.weights."""
-    from occtool.models import FaceModel, build_backbone, default_weights, load_model_checkpoint
-
     mc = cfg.model
     if mc.checkpoint:
         loaded = load_model_checkpoint(mc.checkpoint)
@@ -88,10 +99,6 @@ class ContrastiveFinetuning:
 
     # -- set-up ------------------------------------------------------------------------------
     def setup(self, env: LoopEnv) -> nn.Module:
-        from occtool.finetune.model import FinetuneModule, set_trainable
-        from occtool.models import inference_copy
-        from occtool.training.data import build_train_data
-
         cfg, self.env = self.config, env
         self.data = build_train_data(cfg)
         model, self.matcher, self.start_desc = load_start_model(cfg)
@@ -109,18 +116,11 @@ class ContrastiveFinetuning:
                               freeze_bn=cfg.model.freeze_bn, dist_info=env.dist_info)
 
     def _degrade_tools(self):
-        from occtool.finetune.degrade import Degrader
-        from occtool.finetune.restore import load_restorer
-
         dc = self.config.degrade
         restorer = load_restorer(dc.restore, batch_size=dc.restore_batch_size) if dc.restore else None
         return Degrader(dc), restorer
 
     def _build_batches(self) -> None:
-        from occtool.data.samplers import PKBatchSampler
-        from occtool.finetune.views import TeacherCache, ViewMaker
-        from occtool.training.data import ImageLoader
-
         cfg, env, data = self.config, self.env, self.data
         d = cfg.data
         counts = np.bincount(data.labels, minlength=len(data.identities))
@@ -141,9 +141,6 @@ class ContrastiveFinetuning:
         self.teacher_cache = TeacherCache(self.teacher, device=env.device) if cfg.loss.distill > 0 else None
 
     def _build_validation(self) -> None:
-        from occtool.finetune.validation import build_validation_set
-        from occtool.training.data import ImageLoader
-
         vc = self.config.validation
         if not self.data.validation:
             raise DataError("validation: no held-out people (set validation.holdout_identities or validation.root)")
@@ -196,7 +193,6 @@ class ContrastiveFinetuning:
     def validate(self, epoch: int, *, step: int) -> dict:
         if self.val_set is None:
             return {}
-        from occtool.finetune.validation import evaluate
 
         res = evaluate(self.val_set, self.model.backbone, device=self.env.device,
                        batch_size=self.config.validation.batch_size)
@@ -236,8 +232,6 @@ class ContrastiveFinetuning:
                 "rule": f"degraded/rank1 up, clean/rank1 >= start - {self.config.validation.clean_margin} points"}
 
     def save_model(self, path: Path, *, extra: dict, kind: ModelKind) -> None:
-        from occtool.models import save_model_checkpoint
-
         if kind == "best" and self._validating_start:
             return  # epoch 0 is the starting model: nothing fine-tuned to keep
         save_model_checkpoint(path, model=self.model, matcher=self.matcher, config=to_dict(self.config),
@@ -257,8 +251,6 @@ class ContrastiveFinetuning:
 
     # -- the end -----------------------------------------------------------------------------
     def finish(self, run) -> tuple[Optional[Path], dict]:
-        from occtool.finetune.report import write_report
-
         cfg = self.config
         epochs = [r for r in run.history if r.get("kind") == "epoch"]
         metrics = {
@@ -283,7 +275,6 @@ class ContrastiveFinetuning:
                 f"{cfg.validation.clean_margin} points); no model written"))
         else:
             path = run.out / "model.pt"
-            from occtool.io import atomic_save
 
             atomic_save(path, lambda tmp: shutil.copyfile(run.out / "best.pt", tmp))
             metrics.update(refused=False, decision=f"shipped epoch {run.best['epoch']} (best by the rule)")

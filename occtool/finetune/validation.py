@@ -14,6 +14,9 @@ import torch
 
 from occtool.data.images import ImageRecord
 from occtool.errors import DataError
+from occtool.evaluation import Features, Scoring, features_from_maps, identify_features
+from occtool.evaluation.metrics import far_key
+from occtool.models import inference_copy, preprocess
 from occtool.training.data import ImageLoader, view_rng
 
 VAL_FAR = 1e-3
@@ -60,9 +63,6 @@ def build_validation_set(records: list[ImageRecord], *, loader: ImageLoader, deg
 @torch.inference_mode()
 def embed_images(backbone, images: np.ndarray, *, device: torch.device, batch_size: int):
     """uint8 [N, H, W, 3] -> evaluation `Features` (flip TTA) via `features_from_maps`."""
-    from occtool.evaluation import Features, features_from_maps
-    from occtool.models import inference_copy, preprocess
-
     fast = inference_copy(backbone, device)
     chunks = []
     for s in range(0, len(images), batch_size):
@@ -78,9 +78,6 @@ def embed_images(backbone, images: np.ndarray, *, device: torch.device, batch_si
 def evaluate(vset: ValidationSet, backbone, *, device: torch.device, batch_size: int) -> dict[str, float]:
     """Flat metrics: `<kind>/rank1`, `<kind>/tar@far=1e-3` per probe kind, and `degraded/rank1`
     (the mean over the degraded kinds)."""
-    from occtool.evaluation import Scoring, identify_features
-    from occtool.evaluation.metrics import far_key
-
     gallery = embed_images(backbone, vset.gallery, device=device, batch_size=batch_size)
     out: dict[str, float] = {}
     for kind, images in vset.probes.items():

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from occtool.models import preprocess
 from occtool.training.data import ImageLoader, view_rng
 
 _GROUP_KEY = 0xD6  # separates the per-identity draws from the per-view draws
@@ -83,8 +84,6 @@ class TeacherCache:
 
     @torch.inference_mode()
     def __call__(self, batch: dict) -> torch.Tensor:
-        from occtool.models import preprocess
-
         keys = [(int(i), bool(f)) for i, f in zip(batch["index"], batch["flipped"])]
         todo = [j for j, key in enumerate(keys) if key not in self.cache]
         if todo:
