@@ -36,13 +36,13 @@ class DetectorGraph:
     def _open(self, x: np.ndarray) -> None:
         """Export (unless cached), then check against PyTorch on `x`; ExportError when they disagree."""
         from occtool.models.export import INPUT_NAME, ExportError, export_module
-        from occtool.runtime import make_session
+        from occtool.runtime.session import cached_session
 
         if not self.path.is_file():
             dyn = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, **{n: {0: "batch", 1: "anchors"} for n in OUTPUTS}}
             export_module(self.net.eval(), self.path, example=torch.zeros(1, 3, 64, 96), output_names=OUTPUTS,
                           dynamic_axes=dyn, metadata={"occtool_kind": "retinaface"}, what="retinaface")
-        self.session = make_session(self.path, threads=self.threads)
+        self.session = cached_session(self.path, threads=self.threads)
         with torch.no_grad():
             ref = self.net(torch.from_numpy(x))
         got = self.session.run(None, {INPUT_NAME: x})
