@@ -13,9 +13,10 @@ Prints images/s and the ratios occtool_ort / bare_ort and occtool_ort / occtool_
 load before and after (the machine is shared: compare ratios measured in the same run).
 With `--detector N`: the same for RetinaFace on N raw LFW photos (250x250): files -> detections
 as align's workers run them (each file decoded in a prefetch thread while `RetinaFaceDetector.detect`
-runs on the one before: `occtool.runtime.prefetch`) with each runtime, beside a bare session on
-the same exported RetinaFace graph (inputs decoded and converted in memory); `ort_serial` is the
-ONNX Runtime detector with decode and detect one after the other (no prefetch).
+runs on the one before: `occtool.runtime.prefetch`; as in extraction, only when the runtime's
+threads leave a core free) with each runtime, beside a bare session on the same exported
+RetinaFace graph (inputs decoded and converted in memory); `ort_serial` is the ONNX Runtime
+detector with decode and detect one after the other.
 
     .venv/bin/python benchmarks/bench_extract.py [--images 512 --batch 32 --threads 1,2 --rounds 2]
 """
@@ -53,6 +54,7 @@ def _bench_detector(args, graph_dir: Path) -> list[dict]:
     from occtool.detect.retinaface import BGR_MEAN
     from occtool.resources import shared_root
     from occtool.runtime import make_session
+    from occtool.evaluation.extract import _prefetch
     from occtool.runtime.prefetch import prefetched
 
     paths = sorted((shared_root() / "data" / "lfw" / "images").rglob("*.jpg"))[: args.detector]
@@ -76,8 +78,10 @@ def _bench_detector(args, graph_dir: Path) -> list[dict]:
         for _ in range(args.rounds):
             rates["bare_ort"].append(_rate(bare, n))
             for rt in ("onnxruntime", "torch"):
+                files = (prefetched(read_image_rgb, paths) if _prefetch(t) else
+                         ((p, read_image_rgb(p)) for p in paths))
                 rates["occtool_" + ("ort" if rt == "onnxruntime" else rt)].append(
-                    _rate(lambda: [det[rt].detect(img) for _, img in prefetched(read_image_rgb, paths)], n))
+                    _rate(lambda: [det[rt].detect(img) for _, img in files], n))
             rates["ort_serial"].append(_rate(lambda: [det["onnxruntime"].detect(read_image_rgb(p)) for p in paths], n))
         row = {k: max(v) for k, v in rates.items()} | {"threads": t, "load": os.getloadavg()[0]}
         row["ort_vs_bare"] = row["occtool_ort"] / row["bare_ort"]

@@ -16,5 +16,5 @@ from occtool.runtime.prefetch import prefetched
 from occtool.runtime.session import cached_session, make_session, ort_available
 from occtool.runtime.threads import default_threads, torch_threads
 
-__all__ = ["RUNTIMES", "OnnxGraph", "cached_session", "default_threads", "make_session", "prefetched", "onnx_graph_for", "ort_available",
-           "resolve_runtime", "torch_threads"]
+__all__ = ["RUNTIMES", "OnnxGraph", "cached_session", "default_threads", "make_session", "onnx_graph_for",
+           "ort_available", "prefetched", "resolve_runtime", "torch_threads"]
