@@ -12,8 +12,11 @@ bare session does); `--flip` adds the eval-gallery setting (image + mirror, matc
 Prints images/s and the ratios occtool_ort / bare_ort and occtool_ort / occtool_torch; `uptime`
 load before and after (the machine is shared: compare ratios measured in the same run).
 With `--detector N`: the same for RetinaFace on N raw LFW photos (250x250): files -> detections
-through `RetinaFaceDetector.detect` (what align's workers run) with each runtime, beside a bare
-session on the same exported RetinaFace graph (inputs decoded and converted in memory).
+as align's workers run them (each file decoded in a prefetch thread while `RetinaFaceDetector.detect`
+runs on the one before: `occtool.runtime.prefetch`; as in extraction, only when the runtime's
+threads leave a core free) with each runtime, beside a bare session on the same exported
+RetinaFace graph (inputs decoded and converted in memory); `ort_serial` is the ONNX Runtime
+detector with decode and detect one after the other.
 
     .venv/bin/python benchmarks/bench_extract.py [--images 512 --batch 32 --threads 1,2 --rounds 2]
 """
@@ -51,6 +54,8 @@ def _bench_detector(args, graph_dir: Path) -> list[dict]:
     from occtool.detect.retinaface import BGR_MEAN
     from occtool.resources import shared_root
     from occtool.runtime import make_session
+    from occtool.evaluation.extract import _prefetch
+    from occtool.runtime.prefetch import prefetched
 
     paths = sorted((shared_root() / "data" / "lfw" / "images").rglob("*.jpg"))[: args.detector]
     n, rows = len(paths), []
@@ -69,19 +74,23 @@ def _bench_detector(args, graph_dir: Path) -> list[dict]:
             for x in xs:
                 sess.run(None, {"input": x})
 
-        rates: dict[str, list[float]] = {"bare_ort": [], "occtool_ort": [], "occtool_torch": []}
+        rates: dict[str, list[float]] = {"bare_ort": [], "occtool_ort": [], "occtool_torch": [], "ort_serial": []}
         for _ in range(args.rounds):
             rates["bare_ort"].append(_rate(bare, n))
             for rt in ("onnxruntime", "torch"):
+                files = (prefetched(read_image_rgb, paths) if _prefetch(t) else
+                         ((p, read_image_rgb(p)) for p in paths))
                 rates["occtool_" + ("ort" if rt == "onnxruntime" else rt)].append(
-                    _rate(lambda: [det[rt].detect(read_image_rgb(p)) for p in paths], n))
+                    _rate(lambda: [det[rt].detect(img) for _, img in files], n))
+            rates["ort_serial"].append(_rate(lambda: [det["onnxruntime"].detect(read_image_rgb(p)) for p in paths], n))
         row = {k: max(v) for k, v in rates.items()} | {"threads": t, "load": os.getloadavg()[0]}
         row["ort_vs_bare"] = row["occtool_ort"] / row["bare_ort"]
         row["ort_vs_torch"] = row["occtool_ort"] / row["occtool_torch"]
         rows.append(row)
         print(f"   {t} thread(s): bare ORT {row['bare_ort']:7.1f} img/s | occtool ORT {row['occtool_ort']:7.1f} "
               f"({row['ort_vs_bare']:.2f}x bare) | occtool torch {row['occtool_torch']:7.1f} -> ORT/torch "
-              f"{row['ort_vs_torch']:.2f}x   (load {row['load']:.2f})")
+              f"{row['ort_vs_torch']:.2f}x | ORT without prefetch {row['ort_serial']:7.1f} ({row['ort_serial'] / row['bare_ort']:.2f}x bare)"
+              f"   (load {row['load']:.2f})")
     return rows
 
 

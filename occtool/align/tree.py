@@ -134,9 +134,26 @@ def _encode(image_rgb: np.ndarray, image_format: str, quality: int) -> bytes:
     return buf.tobytes()
 
 
-def _process(task: tuple[str, str, str]) -> ImageResult:
-    from occtool.align.aligner import center_crop_face
+def _read(task: tuple[str, str, str]):
+    """(image RGB uint8, None) or (None, DataError) for a task's source file (the prefetch thread)."""
     from occtool.data.images import read_image_rgb
+
+    try:
+        return read_image_rgb(task[0]), None
+    except DataError as exc:
+        return None, exc
+
+
+def _process_chunk(tasks: list[tuple[str, str, str]]) -> list[ImageResult]:
+    """Several images, each decoded while the one before it is detected, aligned and written."""
+    from occtool.runtime.prefetch import prefetched
+
+    return [_process(task, *loaded) for task, loaded in prefetched(_read, tasks)]
+
+
+def _process(task: tuple[str, str, str], image=None, read_error: DataError | None = None) -> ImageResult:
+    """One image (decoded here unless `image` or `read_error` is given): detect, align, write."""
+    from occtool.align.aligner import center_crop_face
     from occtool.io import atomic_write_bytes
 
     src, rel, out_name = task
@@ -145,10 +162,10 @@ def _process(task: tuple[str, str, str]) -> ImageResult:
         return ImageResult(source=rel, status="init_error", message=str(exc) if isinstance(exc, OcctoolError) else f"{exc.__class__.__name__}: {exc}")
     cfg: AlignConfig = _STATE["cfg"]
     out_root: Path = _STATE["out"]
-    try:
-        image = read_image_rgb(src)
-    except DataError as exc:
-        return ImageResult(source=rel, status="unreadable", message=str(exc))
+    if image is None and read_error is None:
+        image, read_error = _read(task)
+    if read_error is not None:
+        return ImageResult(source=rel, status="unreadable", message=str(read_error))
     try:
         faces, detections = _STATE["aligner"].align(image)
         result = ImageResult(source=rel, status="ok", faces=len(detections), scores=[d.score for d in detections])
@@ -240,8 +257,10 @@ def _run_tasks(tasks, cfg: AlignConfig, out: Path, progress) -> tuple[list[Image
         threads = torch.get_num_threads()
         _init_worker(cfg, str(out))
         try:
-            for task in tasks:
-                results.append(_checked(_process(task)))
+            from occtool.runtime.prefetch import prefetched
+
+            for task, loaded in prefetched(_read, tasks):  # the next image decodes while this one runs
+                results.append(_checked(_process(task, *loaded)))
                 first = first or time.perf_counter()
                 report(progress, len(results), total)
         finally:
@@ -253,9 +272,10 @@ def _run_tasks(tasks, cfg: AlignConfig, out: Path, progress) -> tuple[list[Image
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["occtool.align.tree", "torch", "torchvision.ops", "cv2"])
     chunk = max(1, min(16, total // (cfg.workers * 8) or 1))
+    chunks = [tasks[s : s + chunk] for s in range(0, total, chunk)]
     with ctx.Pool(cfg.workers, initializer=_init_pool_worker, initargs=(cfg, str(out))) as pool:
-        for res in pool.imap_unordered(_process, tasks, chunksize=chunk):
-            results.append(_checked(res))
+        for part in pool.imap_unordered(_process_chunk, chunks):  # a chunk decodes ahead within itself
+            results.extend(_checked(res) for res in part)
             first = first or time.perf_counter()
             report(progress, len(results), total)
     return results, first

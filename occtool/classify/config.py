@@ -80,7 +80,9 @@ class PredictConfig:
     margin: float = 0.3
     score_threshold: float = 0.5  # detector
     max_faces: int = 0  # detector: keep at most this many faces per frame (0: all)
-    threads: int = 0
+    threads: int = 0  # intra-op threads of the classifier and the detector (0: OMP_NUM_THREADS, else the cores)
+    runtime: str = "auto"  # torch | onnxruntime | auto: classifier and detector (occtool.classify.runtime)
+    graph_dir: str = ""  # exported graphs of model.pt and the detector ("": <feature cache>/onnx)
 
     def __post_init__(self) -> None:
         _check(0 <= self.min_confidence <= 1, "min_confidence", "in [0, 1]", self.min_confidence)
@@ -96,3 +98,4 @@ class PredictConfig:
         _check(0 < self.score_threshold < 1, "score_threshold", "in (0, 1)", self.score_threshold)
         _check(self.max_faces >= 0, "max_faces", ">= 0", self.max_faces)
         _check(self.threads >= 0, "threads", ">= 0", self.threads)
+        _check(self.runtime in ("torch", "onnxruntime", "auto"), "runtime", "one of torch, onnxruntime, auto", self.runtime)

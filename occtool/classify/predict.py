@@ -62,18 +62,34 @@ class OnnxPredictor(Predictor):
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(x, np.float32)})[0]
 
 
-def load_predictor(path: str | Path, *, threads: int = 0) -> Predictor:
-    """A `.onnx` file -> onnxruntime; anything else -> an occtool classifier checkpoint."""
+def load_predictor(path: str | Path, *, threads: int = 0, runtime: str = "auto",
+                   graph_dir: str | Path | None = None) -> Predictor:
+    """A `.onnx` file -> ONNX Runtime; anything else -> an occtool classifier checkpoint, run in
+    PyTorch (runtime torch) or exported and run in ONNX Runtime (onnxruntime, auto: see
+    `occtool.classify.runtime`). threads: intra-op threads (0: OMP_NUM_THREADS, else the cores)."""
+    from occtool.runtime import resolve_runtime
+    from occtool.runtime.threads import default_threads
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"model not found: {path}")
+    used = resolve_runtime(runtime, "cpu")
+    n_threads = int(threads) or default_threads()
     if path.suffix.lower() == ".onnx":
+        if runtime == "torch":
+            raise ConfigError(f"--runtime torch: {path} is an ONNX graph, it runs in ONNX Runtime "
+                              "(use --runtime onnxruntime or auto, or give the model.pt checkpoint)")
         from occtool.classify.export import onnx_session
 
-        return OnnxPredictor(onnx_session(path, threads=threads))
+        return OnnxPredictor(onnx_session(path, threads=n_threads))
     from occtool.classify.checkpoint import load_classifier
 
-    return TorchPredictor(load_classifier(path).model)
+    model = load_classifier(path).model
+    if used == "torch":
+        return TorchPredictor(model)
+    from occtool.classify.runtime import GraphPredictor
+
+    return GraphPredictor(model, path, threads=n_threads, graph_dir=graph_dir, strict=runtime == "onnxruntime")
 
 
 # ----------------------------------------------------------------------------- frames
@@ -238,14 +254,22 @@ class BoxesFile(BoxSource):
 
 
 class DetectorBoxes(BoxSource):
-    """occtool's RetinaFace; faces above score_threshold, highest score first (max_faces: 0 = all)."""
+    """occtool's RetinaFace; faces above score_threshold, highest score first (max_faces: 0 = all);
+    runtime torch | onnxruntime | auto and threads as `RetinaFaceDetector`'s (threads 0: the default)."""
 
-    def __init__(self, *, score_threshold: float = 0.5, max_faces: int = 0, weights=None) -> None:
+    def __init__(self, *, score_threshold: float = 0.5, max_faces: int = 0, weights=None, runtime: str = "torch",
+                 threads: int = 0, graph_dir=None) -> None:
         from occtool.detect import RetinaFaceDetector
+        from occtool.runtime.threads import default_threads
 
-        self.detector = RetinaFaceDetector(weights=weights, score_threshold=score_threshold)
+        self.detector = RetinaFaceDetector(weights=weights, score_threshold=score_threshold, runtime=runtime,
+                                           threads=int(threads) or default_threads(), graph_dir=graph_dir)
         self.max_faces = max_faces
         self.seconds = 0.0
+
+    @property
+    def runtime(self) -> str:
+        return self.detector.runtime
 
     def boxes(self, frame: Frame) -> list[np.ndarray]:
         t0 = time.perf_counter()
@@ -320,6 +344,8 @@ def predict_frames(
         fr["route"] = frame_route([f["route"] for f in faces[first: first + fr["faces"]]], cfg.costs)
     rep = routing_report(faces, frame_rows, cfg=cfg, classifier_seconds=clock["classifier"], detector_seconds=boxes.seconds)
     rep["model_kind"] = predictor.kind
+    rep["runtime"] = {"classifier": "onnxruntime" if predictor.kind == "onnx" else "torch",
+                      "detector": getattr(boxes, "runtime", None)}
     return PredictResult(faces=faces, frames=frame_rows, report=rep)
 
 

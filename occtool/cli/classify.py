@@ -126,14 +126,15 @@ def _box_source(bbox: Optional[str], boxes: Optional[Path], whole_image: bool, c
         return BoxesFile(boxes), "boxes file"
     if whole_image:
         return WholeImage(), "whole image (aligned crops)"
-    return DetectorBoxes(score_threshold=cfg.score_threshold, max_faces=cfg.max_faces), "RetinaFace detector"
+    return DetectorBoxes(score_threshold=cfg.score_threshold, max_faces=cfg.max_faces, runtime=cfg.runtime,
+                         threads=cfg.threads, graph_dir=cfg.graph_dir or None), "RetinaFace detector"
 
 
-def _predict_config(config, sets, every, min_confidence, fallback, batch_size, threads):
+def _predict_config(config, sets, every, min_confidence, fallback, batch_size, threads, runtime=None):
     from occtool.classify.config import PredictConfig
 
     options = {"every": every, "min_confidence": min_confidence, "fallback_route": fallback,
-               "batch_size": batch_size, "threads": threads}
+               "batch_size": batch_size, "threads": threads, "runtime": runtime}
     return build_config(PredictConfig, config, sets, options)
 
 
@@ -143,7 +144,8 @@ WholeOption = typer.Option(False, "--whole-image", help="Every image is one alig
 MinConfOption = typer.Option(None, "--min-confidence", help="Below this confidence a face takes the fallback route [0.5].")
 FallbackOption = typer.Option(None, "--fallback", help="Route for low-confidence faces: fast, mask_aware, slow [mask_aware].")
 BatchOption = typer.Option(None, "--batch-size", help="Faces per classifier call [32].")
-ThreadsOption = typer.Option(None, "--threads", help="CPU threads for the classifier (0: library default) [0].")
+ThreadsOption = typer.Option(None, "--threads", help="CPU threads of the classifier and the detector (0: OMP_NUM_THREADS, else the cores) [0].")
+RuntimeOption = typer.Option(None, "--runtime", help="Classifier and detector runtime: torch, onnxruntime or auto (default: ONNX Runtime on the CPU; model.pt is exported to the graph cache and checked against PyTorch, else PyTorch).")
 
 
 @app.command("predict")
@@ -159,6 +161,7 @@ def predict(
     fallback: Optional[str] = FallbackOption,
     batch_size: Optional[int] = BatchOption,
     threads: Optional[int] = ThreadsOption,
+    runtime: Optional[str] = RuntimeOption,
     config: Optional[Path] = ConfigOption,
     sets: Optional[list[str]] = SetOption,
     force: bool = ForceOption,
@@ -171,10 +174,10 @@ def predict(
     )
     from occtool.io import output_folder
 
-    cfg = _predict_config(config, sets, every, min_confidence, fallback, batch_size, threads)
+    cfg = _predict_config(config, sets, every, min_confidence, fallback, batch_size, threads, runtime)
     paths = expand_inputs(inputs)
     check_inputs(paths)
-    predictor = load_predictor(model, threads=cfg.threads)
+    predictor = load_predictor(model, threads=cfg.threads, runtime=cfg.runtime, graph_dir=cfg.graph_dir or None)
     box_source, box_kind = _box_source(bbox, boxes, whole_image, cfg)
     with output_folder(out, command="classify predict", force=force, cfg=cfg) as folder:
         with progress_bar("classify predict") as progress:
@@ -199,6 +202,7 @@ def evaluate(
     fallback: Optional[str] = FallbackOption,
     batch_size: Optional[int] = BatchOption,
     threads: Optional[int] = ThreadsOption,
+    runtime: Optional[str] = RuntimeOption,
     config: Optional[Path] = ConfigOption,
     sets: Optional[list[str]] = SetOption,
     force: bool = ForceOption,
@@ -213,9 +217,9 @@ def evaluate(
     from occtool.evaluation.classification import format_confusion
     from occtool.io import atomic_write_text, output_folder
 
-    cfg = _predict_config(config, sets, None, min_confidence, fallback, batch_size, threads)
+    cfg = _predict_config(config, sets, None, min_confidence, fallback, batch_size, threads, runtime)
     samples = load_samples(data)
-    predictor = load_predictor(model, threads=cfg.threads)
+    predictor = load_predictor(model, threads=cfg.threads, runtime=cfg.runtime, graph_dir=cfg.graph_dir or None)
     box_source, box_kind = _box_source(bbox, boxes, whole_image, cfg)
     with output_folder(out, command="classify evaluate", force=force, cfg=cfg) as folder:
         with progress_bar("classify evaluate") as progress:

@@ -21,7 +21,7 @@ def default_graph_dir() -> Path:
 
 
 class DetectorGraph:
-    """`run(x [B, 3, H, W] float32, BGR minus the mean)` -> the network's three outputs (torch)."""
+    """`run(x [B, 3, H, W] float32 numpy, BGR minus the mean)` -> the network's three outputs (numpy)."""
 
     def __init__(self, net: torch.nn.Module, weights_file: str | Path, *, threads: int = 1,
                  graph_dir: str | Path | None = None) -> None:
@@ -33,29 +33,29 @@ class DetectorGraph:
         self.session = None
         self.check: dict[str, float] | None = None
 
-    def _open(self, x: torch.Tensor) -> None:
+    def _open(self, x: np.ndarray) -> None:
         """Export (unless cached), then check against PyTorch on `x`; ExportError when they disagree."""
         from occtool.models.export import INPUT_NAME, ExportError, export_module
-        from occtool.runtime import make_session
+        from occtool.runtime.session import cached_session
 
         if not self.path.is_file():
             dyn = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, **{n: {0: "batch", 1: "anchors"} for n in OUTPUTS}}
             export_module(self.net.eval(), self.path, example=torch.zeros(1, 3, 64, 96), output_names=OUTPUTS,
                           dynamic_axes=dyn, metadata={"occtool_kind": "retinaface"}, what="retinaface")
-        self.session = make_session(self.path, threads=self.threads)
+        self.session = cached_session(self.path, threads=self.threads)
         with torch.no_grad():
-            ref = self.net(x)
-        got = self.session.run(None, {INPUT_NAME: x.numpy()})
+            ref = self.net(torch.from_numpy(x))
+        got = self.session.run(None, {INPUT_NAME: x})
         self.check = {n: float(np.abs(g - r.numpy()).max()) for n, g, r in zip(OUTPUTS, got, ref)}
         worst = max(self.check.values())
         if not worst <= DETECTOR_TOL * max(1.0, max(float(r.abs().max()) for r in ref)):
             self.session = None
             raise ExportError(f"retinaface: the exported graph disagrees with PyTorch ({worst:.2e})")
 
-    def run(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
         from occtool.models.export import INPUT_NAME
 
+        x = np.ascontiguousarray(x, dtype=np.float32)  # a no-op for `to_network_input`'s arrays
         if self.session is None:
             self._open(x)
-        out = self.session.run(None, {INPUT_NAME: np.ascontiguousarray(x.numpy(), dtype=np.float32)})
-        return tuple(torch.from_numpy(o) for o in out)
+        return self.session.run(None, {INPUT_NAME: x})

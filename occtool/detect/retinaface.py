@@ -8,7 +8,6 @@ mean (104, 117, 123), no scaling, at the image's own size (optionally downscaled
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +20,15 @@ from torch import nn
 from occtool.detect.paths import default_weights, resolve_weights  # noqa: F401 - re-exported
 from occtool.errors import CheckpointError, ShapeError
 
-BGR_MEAN = (104.0, 117.0, 123.0)
-STEPS = (8, 16, 32)
-MIN_SIZES = ((16, 32), (64, 128), (256, 512))
-VARIANCES = (0.1, 0.2)
+from occtool.detect.decode import (  # noqa: F401 - re-exported
+    BGR_MEAN,
+    decode_boxes,
+    decode_landmarks,
+    face_scores,
+    make_priors,
+    nms,
+    to_network_input,
+)
 
 
 @dataclass
@@ -183,37 +187,6 @@ def load_retinaface(weights: str | Path | None = None) -> RetinaFaceNet:
     return net.eval()
 
 
-# ----------------------------------------------------------------------------- priors / decoding
-
-
-def make_priors(height: int, width: int) -> np.ndarray:
-    """Anchors [N, 4] (cx, cy, w, h) normalised by the image size; order level, row, column, size."""
-    out = []
-    for step, sizes in zip(STEPS, MIN_SIZES):
-        fh, fw = math.ceil(height / step), math.ceil(width / step)
-        cy, cx = np.meshgrid((np.arange(fh) + 0.5) * step / height, (np.arange(fw) + 0.5) * step / width, indexing="ij")
-        per_size = []
-        for s in sizes:
-            per_size.append(
-                np.stack([cx, cy, np.full_like(cx, s / width), np.full_like(cy, s / height)], axis=-1)
-            )  # [fh, fw, 4]
-        out.append(np.stack(per_size, axis=2).reshape(-1, 4))  # [fh*fw*2, 4] row, col, size
-    return np.concatenate(out, axis=0).astype(np.float32)
-
-
-def decode_boxes(deltas: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
-    """deltas [N, 4], priors [N, 4] (cx, cy, w, h) -> corners [N, 4] normalised."""
-    centers = priors[:, :2] + deltas[:, :2] * VARIANCES[0] * priors[:, 2:]
-    sizes = priors[:, 2:] * torch.exp(deltas[:, 2:] * VARIANCES[1])
-    return torch.cat([centers - sizes / 2, centers + sizes / 2], dim=1)
-
-
-def decode_landmarks(deltas: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
-    """deltas [N, 10], priors [N, 4] -> points [N, 5, 2] normalised."""
-    d = deltas.view(-1, 5, 2)
-    return priors[:, None, :2] + d * VARIANCES[0] * priors[:, None, 2:]
-
-
 # ----------------------------------------------------------------------------- detector
 
 
@@ -222,7 +195,7 @@ class RetinaFaceDetector:
 
     weights: state-dict path (default: the shared RetinaFace MobileNet-0.25 weights).
     score_threshold: faces with a lower face probability are dropped.
-    nms_iou: IoU of the non-maximum suppression (torchvision.ops.nms).
+    nms_iou: IoU of the non-maximum suppression (`decode.nms`, torchvision.ops.nms's rule).
     max_side: images whose longer side exceeds it are downscaled for detection (coordinates are
       mapped back to the original pixels); None or 0 = always the original size.
     top_k: at most this many candidates enter NMS; keep_top_k: at most this many faces out.
@@ -230,6 +203,8 @@ class RetinaFaceDetector:
       network runs as an exported graph, checked against PyTorch on the first image; with auto a
       graph that does not export or disagrees falls back to PyTorch (`self.runtime` says which).
     threads: ONNX Runtime intra-op threads.
+    Pre- and post-processing are numpy (`occtool.detect.decode`) for both runtimes: with ONNX
+    Runtime no torch op runs per image.
     """
 
     def __init__(
@@ -262,77 +237,62 @@ class RetinaFaceDetector:
         self.max_side = int(max_side) if max_side else None
         self.top_k = int(top_k)
         self.keep_top_k = int(keep_top_k)
-        self._priors: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
-        self._mean = torch.tensor(BGR_MEAN, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._priors: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
 
-    def priors(self, height: int, width: int) -> torch.Tensor:
-        """Priors for an input size, cached (the 16 most recent sizes)."""
+    def priors(self, height: int, width: int) -> np.ndarray:
+        """Priors [N, 4] for an input size, cached (the 16 most recent sizes)."""
         key = (int(height), int(width))
         cached = self._priors.get(key)
         if cached is None:
-            cached = torch.from_numpy(make_priors(*key)).to(self.device)
-            self._priors[key] = cached
+            cached = self._priors[key] = make_priors(*key)
             while len(self._priors) > 16:
                 self._priors.popitem(last=False)
         else:
             self._priors.move_to_end(key)
         return cached
 
-    def _forward(self, x: torch.Tensor):
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """x [1, 3, H, W] -> box deltas [N, 4], logits [N, 2], landmark deltas [N, 10] (float32)."""
         if self._graph is not None:
             from occtool.models.export import ExportError
 
             try:
-                return self._graph.run(x)
+                return tuple(o[0] for o in self._graph.run(x))
             except ExportError:
                 if self.requested_runtime == "onnxruntime":
                     raise
                 self._graph, self.runtime = None, "torch"  # auto: PyTorch from now on
-        return self.net(x)
+        with torch.inference_mode():
+            out = self.net(torch.from_numpy(x).to(self.device))
+        return tuple(o[0].float().cpu().numpy() for o in out)
 
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
-        if self._graph is None:
-            return self._detect(image_rgb)
-        from occtool.runtime import torch_threads
-
-        with torch_threads(1):  # torch only pre/post-processes: the cores are ONNX Runtime's
-            return self._detect(image_rgb)
-
-    @torch.inference_mode()
-    def _detect(self, image_rgb: np.ndarray) -> list[Detection]:
-        import cv2
-        from torchvision.ops import nms
-
         image = np.asarray(image_rgb)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ShapeError(f"detect: expected uint8 RGB [H, W, 3], got {image.dtype} {tuple(image.shape)}")
         h0, w0 = image.shape[:2]
         scale = 1.0
         if self.max_side and max(h0, w0) > self.max_side:
+            import cv2
+
             scale = self.max_side / float(max(h0, w0))
             size = (max(1, round(w0 * scale)), max(1, round(h0 * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        h, w = image.shape[:2]
-        # RGB -> BGR, float, minus the mean: [1, 3, H, W]
-        x = torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1])).to(self.device)
-        x = x.permute(2, 0, 1).unsqueeze(0).float() - self._mean
-        box_d, logits, lmk_d = self._forward(x)
-        scores = torch.softmax(logits[0], dim=-1)[:, 1]
-        keep = scores > self.score_threshold
-        if not bool(keep.any()):
+        box_d, logits, lmk_d = self._forward(to_network_input(image))
+        return self._decode(box_d, logits, lmk_d, image.shape[:2], scale)
+
+    def _decode(self, box_d, logits, lmk_d, hw: tuple[int, int], scale: float) -> list[Detection]:
+        """The network's outputs for one image of size `hw` -> detections in the original pixels."""
+        scores = face_scores(logits)
+        keep = np.flatnonzero(scores > self.score_threshold)
+        if keep.size == 0:
             return []
-        priors = self.priors(h, w)[keep]
-        scores = scores[keep]
-        box_d, lmk_d = box_d[0][keep], lmk_d[0][keep]
-        if scores.numel() > self.top_k:
-            scores, order = scores.topk(self.top_k)
-            priors, box_d, lmk_d = priors[order], box_d[order], lmk_d[order]
-        to_pixels = torch.tensor([w, h], dtype=torch.float32, device=self.device) / scale
-        boxes = decode_boxes(box_d, priors) * to_pixels.repeat(2)
-        points = decode_landmarks(lmk_d, priors) * to_pixels
+        if keep.size > self.top_k:
+            keep = keep[np.argsort(-scores[keep], kind="stable")[: self.top_k]]
+        priors, scores = self.priors(*hw)[keep], scores[keep]
+        to_pixels = np.array([hw[1], hw[0]], dtype=np.float32) / np.float32(scale)
+        boxes = decode_boxes(box_d[keep], priors) * np.tile(to_pixels, 2)
+        points = decode_landmarks(lmk_d[keep], priors) * to_pixels
         kept = nms(boxes, scores, self.nms_iou)[: self.keep_top_k]  # sorted by score, descending
-        boxes, scores, points = boxes[kept].cpu().numpy(), scores[kept].cpu().numpy(), points[kept].cpu().numpy()
-        return [
-            Detection(box=boxes[i].astype(np.float32), score=float(scores[i]), landmarks=points[i].astype(np.float32))
-            for i in range(len(kept))
-        ]
+        return [Detection(box=boxes[i].astype(np.float32), score=float(scores[i]),
+                          landmarks=points[i].astype(np.float32)) for i in kept]

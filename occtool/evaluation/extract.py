@@ -407,6 +407,17 @@ def _run_batches(run: _Run, unique: list[int], model, *, spec, device, flip, wit
         report(progress, min(done, n), n)
 
 
+PREFETCH = "auto"  # decode in a background thread: "auto" (when ONNX Runtime leaves a core free), True, False
+
+
+def _prefetch(threads: int) -> bool:
+    """Whether to decode ahead in a thread: only with a core that ONNX Runtime's `threads` leave free
+    (a decoding thread on one of its cores stalls every parallel region of the graph)."""
+    from occtool.runtime.threads import available_cores
+
+    return threads < available_cores() if PREFETCH == "auto" else bool(PREFETCH)
+
+
 CHECK_ROWS = 16  # rows of the first batch (images and mirrors) the exported graph is checked on
 ORT_BATCH = 8  # ONNX Runtime on the CPU is fastest on small batches (they stay in cache): at most this
 
@@ -428,24 +439,25 @@ def _load_batch(paths: list[Path], idx: list[int], spec, flip: bool):
 
 
 def _run_graph_batches(run: _Run, unique: list[int], model, graph, *, spec, flip, with_maps, jacobian, batch_size,
-                       progress, done: int) -> None:
-    """The ONNX Runtime path: batch k+1 is decoded and preprocessed while the graph runs batch k."""
+                       progress, done: int, prefetch: bool = True) -> None:
+    """The ONNX Runtime path: with `prefetch`, batch k+1 is decoded and preprocessed in a background
+    thread while the graph runs batch k (`occtool.runtime.prefetch`); without, one after the other."""
+    from occtool.runtime.prefetch import prefetched
+
     n = len(run.paths)
     batches = [unique[s : s + batch_size] for s in range(0, len(unique), batch_size)]
-    with ThreadPoolExecutor(max_workers=1) as prefetch:
-        pending = prefetch.submit(_load_batch, run.paths, batches[0], spec, flip) if batches else None
-        for k, idx in enumerate(batches):
-            good, errors, x = pending.result()
-            if k + 1 < len(batches):
-                pending = prefetch.submit(_load_batch, run.paths, batches[k + 1], spec, flip)
-            run.errors.extend(errors)
-            if x is not None:
-                res = _graph_outputs(model, graph.run(x), views=2 if flip else 1, with_maps=with_maps,
-                                     jacobian=jacobian)
-                for j, (i, rs) in enumerate(good):
-                    run.remember(i, {key: res[key][j].numpy() for key in run.needed}, rs)
-            done += len(idx)
-            report(progress, min(done, n), n)
+
+    def load(idx):
+        return _load_batch(run.paths, idx, spec, flip)
+
+    for idx, (good, errors, x) in prefetched(load, batches) if prefetch else ((b, load(b)) for b in batches):
+        run.errors.extend(errors)
+        if x is not None:
+            res = _graph_outputs(model, graph.run(x), views=2 if flip else 1, with_maps=with_maps, jacobian=jacobian)
+            for j, (i, rs) in enumerate(good):
+                run.remember(i, {key: res[key][j].numpy() for key in run.needed}, rs)
+        done += len(idx)
+        report(progress, min(done, n), n)
 
 
 def _open_graph(model, runtime: str, *, paths, unique, spec, flip, threads, graph_dir, model_key):
@@ -574,7 +586,8 @@ def _run_unique(run: _Run, unique, model, *, runtime, threads, device, flip, wit
     try:  # torch only preprocesses here: one thread, the cores are ONNX Runtime's (no oversubscription)
         with torch_threads(1):
             _run_graph_batches(run, unique, model, graph, spec=spec, flip=flip, with_maps=with_maps,
-                               jacobian=jacobian, batch_size=min(batch_size, ORT_BATCH), progress=progress, done=done)
+                               jacobian=jacobian, batch_size=min(batch_size, ORT_BATCH), progress=progress, done=done,
+                               prefetch=_prefetch(resolve_threads(threads)))
     finally:
         graph.close()
     return "onnxruntime"

@@ -123,30 +123,55 @@ def _block_sizes(num_p: int, num_g: int, dim: int, block_bytes: int) -> tuple[in
     return min(num_p, side), min(num_g, side)
 
 
+def _pair_weights(vpv, vgv, mass_p, mass_g, out) -> tuple[torch.Tensor, torch.Tensor]:
+    """Visibility vpv [p, V, L], vgv [g, V, L], visible masses [p, V], [g, V] -> (w [p, g, VL]:
+    the joint visibility rescaled per view (module doc), written into `out` [p, g, V, L];
+    has_overlap [p, g] bool). The shared masses are one small batched GEMM ([V, p, L] x [V, L, g])."""
+    shared = torch.bmm(vpv.transpose(0, 1), vgv.permute(1, 2, 0)).permute(1, 2, 0)  # [p, g, V]
+    scale = torch.minimum(mass_p[:, None], mass_g[None]).div_(shared.clamp_min(MIN_OVERLAP))
+    torch.mul(vpv[:, None], vgv[None], out=out)
+    out.mul_(scale[..., None])
+    return out.flatten(2), (shared >= MIN_OVERLAP).all(-1)
+
+
 def _matched_scores(cp, cg, vp, vg, *, bias, views: int, block_bytes: int) -> torch.Tensor:
     """contributions cp [P, VL, D], cg [G, VL, D], visibility vp [P, VL], vg [G, VL] -> [P, G].
 
-    Per block of p probes x g gallery images: the pair weights w [p, g, VL] (joint visibility,
-    rescaled per view), then both sides' embeddings as batched GEMMs with the bias fused
-    (baddbmm: p products [g, VL] x [VL, D], g products [p, VL] x [VL, D]), then the cosine."""
+    Per block of p probes x g gallery images: the pair weights w [p, g, VL], then both sides'
+    embeddings without the bias as batched GEMMs (x_p = w cp: p products [g, VL] x [VL, D]; x_g:
+    g products [p, VL] x [VL, D]), and the cosine of raw = x + B (B = V b) from three reductions
+    over D and two matrix-vector products for the bias terms:
+
+        <raw_p, raw_g> = <x_p, x_g> + <B, x_p> + <B, x_g> + |B|^2,   |raw|^2 = |x|^2 + 2 <B, x> + |B|^2
+
+    with <B, x_p> = w (cp B) ([g, VL] x [VL] per probe): no [p, g, D] pass for the bias. The
+    GEMMs write into buffers reused by every block (no allocation of block-sized tensors)."""
     num_p, num_g, dim = cp.shape[0], cg.shape[0], cp.shape[2]
+    cp, cg = cp.float(), cg.float()
     vpv, vgv = vp.unflatten(1, (views, -1)), vg.unflatten(1, (views, -1))  # [N, V, L]
     mass_p, mass_g = vpv.sum(-1), vgv.sum(-1)  # [N, V]
+    bb = float(bias @ bias)
+    cpb = (cp @ bias)[..., None]  # [P, VL, 1]: <c[l], B>
     out = torch.empty((num_p, num_g), device=cp.device)
     bp, bg = _block_sizes(num_p, num_g, dim, block_bytes)
-    for s in range(0, num_p, bp):
-        e = min(num_p, s + bp)
-        cps = cp[s:e].float()
-        for t in range(0, num_g, bg):
-            u = min(num_g, t + bg)
-            w = vpv[s:e, None] * vgv[None, t:u]  # [p, g, V, L]
-            shared = w.sum(-1)  # [p, g, V]
-            w.mul_((torch.minimum(mass_p[s:e, None], mass_g[None, t:u]) / shared.clamp_min(MIN_OVERLAP))[..., None])
-            w = w.flatten(2)  # [p, g, VL]
-            raw_p = torch.baddbmm(bias, w, cps)  # [p, g, D]
-            raw_g = torch.baddbmm(bias, w.transpose(0, 1), cg[t:u].float()).transpose(0, 1)  # [p, g, D]
-            den = torch.linalg.vector_norm(raw_p, dim=-1) * torch.linalg.vector_norm(raw_g, dim=-1)
-            out[s:e, t:u] = (raw_p * raw_g).sum(-1) / den.clamp_min(1e-12) * (shared >= MIN_OVERLAP).all(-1)
+    bufs = [torch.empty(shape, device=cp.device) for shape in ((bp, bg, dim), (bg, bp, dim), (bp, bg, *vpv.shape[1:]))]
+    for t in range(0, num_g, bg):
+        u = min(num_g, t + bg)
+        cgb = (cg[t:u] @ bias)[..., None]  # [g, VL, 1], while the block is read anyway
+        for s in range(0, num_p, bp):
+            e = min(num_p, s + bp)
+            n_p, n_g = e - s, u - t
+            xp_buf, xg_buf, w_buf = (b.view(-1)[: n_p * n_g * b[0, 0].numel()] for b in bufs)
+            w, ok = _pair_weights(vpv[s:e], vgv[t:u], mass_p[s:e], mass_g[t:u], w_buf.view(n_p, n_g, *vpv.shape[1:]))
+            wt = w.transpose(0, 1)  # [g, p, VL]: the gallery side's batch (a view)
+            x_p = torch.bmm(w, cp[s:e], out=xp_buf.view(n_p, n_g, dim))  # [p, g, D]
+            x_g = torch.bmm(wt, cg[t:u], out=xg_buf.view(n_g, n_p, dim)).transpose(0, 1)  # [p, g, D] (a view)
+            bx_p = torch.bmm(w, cpb[s:e])[..., 0]  # [p, g]: <B, x_p>
+            bx_g = torch.bmm(wt, cgb)[..., 0].T  # [p, g]: <B, x_g>
+            sq_p = torch.linalg.vector_norm(x_p, dim=-1).square_().add_(bx_p, alpha=2).add_(bb)
+            sq_g = torch.linalg.vector_norm(x_g, dim=-1).square_().add_(bx_g, alpha=2).add_(bb)
+            dot = x_p.mul_(x_g).sum(-1).add_(bx_p).add_(bx_g).add_(bb)
+            out[s:e, t:u] = dot.div_(sq_p.mul_(sq_g).sqrt_().clamp_min_(1e-12)).mul_(ok)
     return out
 
 

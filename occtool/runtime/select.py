@@ -74,7 +74,7 @@ def onnx_graph_for(model, *, check_inputs, threads: int, graph_dir: str | Path |
     the model does not export or its graph disagrees beyond `tol` (default 1e-4). The graph is
     kept as `<graph_dir>/<fingerprint>.onnx` when both are given (else in a temporary folder)."""
     from occtool.models.export import DEFAULT_TOL, check_onnx, export_onnx, output_names
-    from occtool.runtime.session import make_session
+    from occtool.runtime.session import cached_session, make_session
 
     tol = DEFAULT_TOL if tol is None else tol
     tmp = None
@@ -99,8 +99,8 @@ def onnx_graph_for(model, *, check_inputs, threads: int, graph_dir: str | Path |
             from occtool.io import atomic_write_json
 
             atomic_write_json(check_file, {"tol": tol, "max_abs_diff": check})
-    return OnnxGraph(path=path, session=make_session(path, threads=threads), names=output_names(model), check=check,
-                     _tmp=tmp)
+    session = make_session(path, threads=threads) if tmp else cached_session(path, threads=threads)
+    return OnnxGraph(path=path, session=session, names=output_names(model), check=check, _tmp=tmp)
 
 
 def _read_check(path: Path, tol: float) -> dict | None:

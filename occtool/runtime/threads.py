@@ -18,6 +18,11 @@ def default_threads() -> int:
             raise ConfigError(f"OMP_NUM_THREADS: expected a positive integer, got {env!r}") from None
         if n >= 1:
             return n
+    return available_cores()
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux

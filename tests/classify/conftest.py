@@ -8,6 +8,16 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(scope="module", autouse=True)
+def graph_cache(tmp_path_factory):
+    """The feature cache (where predict keeps exported graphs under --runtime auto) in a temporary
+    folder, one per test module: tests never write the user's cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        path = tmp_path_factory.mktemp("cache")
+        mp.setenv("OCCTOOL_CACHE", str(path))
+        yield path
+
+
 @pytest.fixture(scope="module")
 def random_checkpoint(tmp_path_factory) -> Path:
     """model.pt of a random mobilenet_v3_small classifier (no shared data needed)."""
