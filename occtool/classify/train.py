@@ -327,6 +327,13 @@ def _final_reports(out_dir: Path, source, split: Split, device) -> dict:
     return reports
 
 
+def _model_and_optimizer(cfg: ClassifyTrainConfig, device):
+    torch.manual_seed(cfg.seed)
+    weights = None if cfg.backbone_weights == "none" else cfg.backbone_weights
+    model = create_classifier(cfg.arch, backbone_weights=weights, head_width=cfg.head_width, flip_average=cfg.flip_average).to(device)
+    return model, torch.optim.AdamW(model.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
 def train_classifier(
     cfg: ClassifyTrainConfig, out_dir: str | Path, *, resume: bool = False, progress: ProgressFn = None, log: LogFn | None = None
 ) -> dict:
@@ -351,10 +358,7 @@ def train_classifier(
     summary = _split_summary(cfg, split)
     log("data: " + ", ".join(f"{p} {sum(summary[p].values())} faces of {summary[p + '_identities']} people {summary[p]}"
                              for p in ("train", "validation", "test")))
-    torch.manual_seed(cfg.seed)
-    weights = None if cfg.backbone_weights == "none" else cfg.backbone_weights
-    model = create_classifier(cfg.arch, backbone_weights=weights, head_width=cfg.head_width, flip_average=cfg.flip_average).to(device)
-    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model, optimizer = _model_and_optimizer(cfg, device)
     state = {"epoch": 0, "best_accuracy": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [],
              "seconds": 0.0, "cpu_seconds": 0.0}
     if resume:
@@ -381,11 +385,18 @@ def train_classifier(
         "best_epoch": state["best_epoch"],
         "stopped_early": stopped_early or state["bad_epochs"] >= cfg.patience,
         "history": state["history"],
+        **_times(state, cache_s, cache_cpu, wall0, cpu0),
+    }
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _times(state: dict, cache_s: float, cache_cpu: float, wall0: float, cpu0: float) -> dict:
+    """Wall and CPU seconds of the trunk cache, the epochs (all runs of a resumed training) and this run."""
+    return {
         "seconds": {"cache": round(cache_s, 2), "train": round(state["seconds"], 2),
                     "total_this_run": round(time.perf_counter() - wall0, 2)},
         "cpu_seconds": {"cache": round(cache_cpu, 2), "train": round(state["cpu_seconds"], 2),
                         "total_this_run": round(time.process_time() - cpu0, 2)},
         "torch_threads": torch.get_num_threads(),
     }
-    atomic_write_json(out_dir / "metrics.json", metrics)
-    return metrics
