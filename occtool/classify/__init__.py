@@ -3,7 +3,7 @@
 - `geometry`: face box + 30% margin, clipped, 224x224, (x/255 - 0.5) / 0.5; aligned crops use
   the template face box (so the crop is the whole aligned image).
 - `models`: `create_classifier(name)`, `list_classifiers()` (mfn_ms_head, mfn_head, mobilenet_v3_small, resnet18).
-- `data`: augment's manifest or a class tree, split by held-out identities.
+- `data`: augment's manifest or a class tree; `split_samples`: training / validation / test people.
 - `train`: `train_classifier` (early stopping, checkpoint, resume).
 - `checkpoint`: `save_classifier` / `load_classifier` (weights_only-safe).
 - `export`: `export_onnx` (dynamic batch, checked against PyTorch).

@@ -1,7 +1,8 @@
 """Classifier checkpoints: plain data for `torch.load(weights_only=True)`, written atomically.
 
     {"format": "occtool-classifier", "format_version": 1, "versions": {...},
-     "arch": name, "classes": [...], "state_dict": {...}, "config": dict, "extra": dict}
+     "arch": name, "options": {head_width, flip_average} (create_classifier's; absent: defaults),
+     "classes": [...], "state_dict": {...}, "config": dict, "extra": dict}
 
 `extra["train_state"]` (optimiser, epoch, best accuracy, history) makes `--resume` exact.
 """
@@ -37,6 +38,7 @@ def save_classifier(path: str | Path, *, model: OcclusionClassifier, config, ext
         "format_version": FORMAT_VERSION,
         "versions": {"occtool": str(__version__), "torch": str(torch.__version__)},
         "arch": model.arch,
+        "options": dict(model.options),
         "classes": list(model.classes),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "config": to_plain(config, "config"),
@@ -62,7 +64,7 @@ def load_classifier(path: str | Path) -> LoadedClassifier:
     if tuple(ckpt.get("classes") or ()) != CLASSES:
         raise CheckpointError(f"{path}: classes {ckpt.get('classes')!r}, expected {list(CLASSES)}")
     try:
-        model = create_classifier(ckpt["arch"], backbone_weights=None)
+        model = create_classifier(ckpt["arch"], backbone_weights=None, **dict(ckpt.get("options") or {}))
     except Exception as exc:  # noqa: BLE001 - a bad description is a bad checkpoint
         raise CheckpointError(f"{path}: cannot rebuild the classifier it describes ({exc})") from None
     load_strict(model, ckpt["state_dict"], what=f"{path}: classifier weights")

@@ -17,11 +17,17 @@ def _check(ok: bool, key: str, allowed: str, value) -> None:
 @dataclass
 class ClassifyTrainConfig:
     data: str = ""  # augment output folder (its manifest.jsonl), a manifest file, or a class tree
-    val_pairs_file: str = ""  # LFW pairs.txt: people of val_folds are the validation set
-    val_folds: str = "6-10"
+    extra_data: list[str] = field(default_factory=list)  # more sources, training faces only (their validation/test people are dropped)
+    test_pairs_file: str = ""  # LFW pairs.txt: people of test_folds are the test set (scored once, at the end)
+    test_folds: str = "6-10"
+    test_people: list[str] = field(default_factory=list)  # further test identities (by name)
+    val_holdout_people: int = 200  # validation = this many training-side people (seeded by val_seed), never trained on
+    val_seed: int = 0
     val_people: list[str] = field(default_factory=list)  # further validation identities (by name)
     arch: str = "mfn_ms_head"  # see occtool.classify.list_classifiers()
     backbone_weights: str = "default"  # "default", "none" or a weights file (see create_classifier)
+    head_width: int = 64  # mfn heads: channels of the 1x1 conv
+    flip_average: bool = False  # the model averages the logits of the face and its mirror (2x the classifier's cost)
     epochs: int = 30
     patience: int = 5  # stop after this many epochs without a better validation accuracy
     batch_size: int = 64
@@ -37,6 +43,9 @@ class ClassifyTrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        _check(self.val_holdout_people >= 0, "val_holdout_people", ">= 0", self.val_holdout_people)
+        _check(1 <= self.head_width <= 1024, "head_width", "in [1, 1024]", self.head_width)
+        _check(self.flip or not self.flip_average, "flip_average", "false when flip is false (the mirror view is not cached)", self.flip_average)
         _check(self.epochs >= 1, "epochs", ">= 1", self.epochs)
         _check(self.patience >= 1, "patience", ">= 1", self.patience)
         _check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)

@@ -1,4 +1,5 @@
-"""Labelled faces for the classifier: augment's manifest or a class tree, split by identity.
+"""Labelled faces for the classifier: augment's manifest or a class tree, split by identity into
+training, validation and test people (`split_samples`).
 
 Sources: an `occtool augment` output folder (its manifest.jsonl: `output`, `identity`,
 `occlusion_class`), a manifest file, or a class tree `DIR/<none|opaque|transparent>/<image>`
@@ -77,11 +78,67 @@ def load_samples(data: str | Path) -> list[Sample]:
     return samples
 
 
-def split_by_people(samples: Sequence[Sample], val_people: set[str]) -> tuple[list[Sample], list[Sample]]:
-    """(training samples: identity not in val_people, validation samples: identity in it)."""
-    train = [s for s in samples if s.identity not in val_people]
-    val = [s for s in samples if s.identity in val_people]
-    return train, val
+def split_by_people(samples: Sequence[Sample], people: set[str]) -> tuple[list[Sample], list[Sample]]:
+    """(samples whose identity is not in people, samples whose identity is)."""
+    outside = [s for s in samples if s.identity not in people]
+    inside = [s for s in samples if s.identity in people]
+    return outside, inside
+
+
+def pick_people(samples: Sequence[Sample], *, count: int, seed: int) -> set[str]:
+    """`count` identities of samples, drawn with a seeded generator from their sorted list (the
+    same samples, count and seed always give the same people, whatever the sample order)."""
+    identities = sorted({s.identity for s in samples})
+    if count > len(identities):
+        raise DataError(f"val_holdout_people: {count} validation people asked for, the training side has only {len(identities)}")
+    picks = np.random.default_rng(seed).choice(len(identities), size=count, replace=False)
+    return {identities[i] for i in picks}
+
+
+@dataclass(frozen=True)
+class Split:
+    """Faces split by identity into three disjoint sets of people.
+
+    pools: per data source, its faces of training-side people (everyone but the test people), in
+    source order; their concatenation (`pool`) is what training and validation index into.
+    Validation = the primary source's (pools[0]) faces of val_people; training = every pool face
+    of the other people; test = the primary source's faces of test_people (further sources give
+    training faces only, so validation and test stay the same when data is added)."""
+
+    pools: tuple[tuple[Sample, ...], ...]
+    test: tuple[Sample, ...]
+    val_people: frozenset[str]
+    test_people: frozenset[str]
+
+    @property
+    def pool(self) -> list[Sample]:
+        return [s for part in self.pools for s in part]
+
+    def rows(self, which: str) -> np.ndarray:
+        """int64 row indices into `pool` of the "train" or "validation" faces."""
+        if which not in ("train", "validation"):
+            raise ValueError(f"which: 'train' or 'validation', got {which!r}")
+        first = len(self.pools[0]) if self.pools else 0
+        keep = [i for i, s in enumerate(self.pool)
+                if (s.identity in self.val_people) == (which == "validation") and (which == "train" or i < first)]
+        return np.asarray(keep, np.int64)
+
+
+def split_samples(sources: Sequence[Sequence[Sample]], *, test_people: set[str], val_count: int, val_seed: int,
+                  val_named: Sequence[str] = ()) -> Split:
+    """Split per `Split`: test people given, validation people = `val_count` seeded picks among the
+    primary source's training-side identities, plus `val_named` (never test people)."""
+    if not sources:
+        raise DataError("no data sources")
+    clash = sorted(set(val_named) & test_people)
+    if clash:
+        raise DataError(f"val_people: {', '.join(clash[:3])} also test people; validation and test people must differ")
+    pools = [tuple(split_by_people(src, test_people)[0]) for src in sources]
+    named = set(val_named)
+    free = [s for s in pools[0] if s.identity not in named]
+    val_people = pick_people(free, count=val_count, seed=val_seed) | (named & {s.identity for s in pools[0]})
+    test = tuple(split_by_people(sources[0], test_people)[1])
+    return Split(pools=tuple(pools), test=test, val_people=frozenset(val_people), test_people=frozenset(test_people))
 
 
 def class_counts(samples: Sequence[Sample]) -> dict[str, int]:

@@ -44,9 +44,11 @@ class OcclusionClassifier(nn.Module):
     (`features`) and only the head trained (`classify_features`).
     """
 
-    def __init__(self, *, arch: str, trunk: nn.Module, head: nn.Module, frozen_trunk: bool) -> None:
+    def __init__(self, *, arch: str, trunk: nn.Module, head: nn.Module, frozen_trunk: bool, options: dict | None = None) -> None:
         super().__init__()
         self.arch = arch
+        self.options = dict(options or {})  # create_classifier's keyword options, kept in checkpoints
+        self.flip_average = bool(self.options.get("flip_average", False))
         self.classes = CLASSES
         self.trunk = trunk
         self.head = head
@@ -71,7 +73,10 @@ class OcclusionClassifier(nn.Module):
         return self.head(feats)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x))
+        logits = self.head(self.trunk(x))
+        if self.flip_average:  # test-time augmentation: the face and its mirror
+            logits = 0.5 * (logits + self.head(self.trunk(torch.flip(x, dims=[3]))))
+        return logits
 
 
 class _MfnTrunk(nn.Module):
@@ -107,10 +112,10 @@ class _MfnMultiScaleTrunk(_MfnTrunk):
         return torch.cat([pool(x28, 4), pool(x14, 2), x7], dim=1)
 
 
-def _head(channels: int) -> nn.Module:
+def _head(channels: int, width: int = 64) -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(channels, 64, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-        nn.Dropout(0.2), nn.Flatten(), nn.Linear(64 * 7 * 7, len(CLASSES)),
+        nn.Conv2d(channels, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+        nn.Dropout(0.2), nn.Flatten(), nn.Linear(width * 7 * 7, len(CLASSES)),
     )
 
 
@@ -121,14 +126,14 @@ def _mfn_backbone(backbone_weights):
     return build_backbone("mobilefacenet", weights=weights)
 
 
-def _mfn_head(backbone_weights) -> OcclusionClassifier:
+def _mfn_head(backbone_weights, head_width: int) -> OcclusionClassifier:
     trunk = _MfnTrunk(_mfn_backbone(backbone_weights))
-    return OcclusionClassifier(arch="mfn_head", trunk=trunk, head=_head(512), frozen_trunk=True)
+    return OcclusionClassifier(arch="mfn_head", trunk=trunk, head=_head(512, head_width), frozen_trunk=True)
 
 
-def _mfn_ms_head(backbone_weights) -> OcclusionClassifier:
+def _mfn_ms_head(backbone_weights, head_width: int) -> OcclusionClassifier:
     trunk = _MfnMultiScaleTrunk(_mfn_backbone(backbone_weights))
-    return OcclusionClassifier(arch="mfn_ms_head", trunk=trunk, head=_head(64 + 128 + 512), frozen_trunk=True)
+    return OcclusionClassifier(arch="mfn_ms_head", trunk=trunk, head=_head(64 + 128 + 512, head_width), frozen_trunk=True)
 
 
 def _load_torchvision(net: nn.Module, path, skip_prefix: str) -> None:
@@ -143,7 +148,7 @@ def _load_torchvision(net: nn.Module, path, skip_prefix: str) -> None:
     load_strict(net, {**net.state_dict(), **state}, what=str(path))
 
 
-def _resnet18(backbone_weights) -> OcclusionClassifier:
+def _resnet18(backbone_weights, head_width: int) -> OcclusionClassifier:
     from torchvision.models import resnet18
 
     net = resnet18(weights=None)
@@ -154,7 +159,7 @@ def _resnet18(backbone_weights) -> OcclusionClassifier:
     return OcclusionClassifier(arch="resnet18", trunk=net, head=head, frozen_trunk=False)
 
 
-def _mobilenet_v3_small(backbone_weights) -> OcclusionClassifier:
+def _mobilenet_v3_small(backbone_weights, head_width: int) -> OcclusionClassifier:
     from torchvision.models import mobilenet_v3_small
 
     net = mobilenet_v3_small(weights=None)
@@ -165,15 +170,23 @@ def _mobilenet_v3_small(backbone_weights) -> OcclusionClassifier:
     return OcclusionClassifier(arch="mobilenet_v3_small", trunk=net, head=head, frozen_trunk=False)
 
 
-def create_classifier(name: str, *, backbone_weights: str | Path | None = "default") -> OcclusionClassifier:
+def create_classifier(name: str, *, backbone_weights: str | Path | None = "default", head_width: int = 64,
+                      flip_average: bool = False) -> OcclusionClassifier:
     """Build classifier `name` (see `list_classifiers`).
 
     backbone_weights: "default" (mfn_head: the shared MobileFaceNet; torchvision nets: random,
-    nothing is downloaded), None (random), or a weights file for the backbone.
+    nothing is downloaded), None (random), or a weights file for the backbone. head_width: the
+    mfn heads' 1x1 conv channels (torchvision nets: 64 only). flip_average: forward averages the
+    logits of the face and its mirror (2x the cost).
     """
     builders = {"mfn_head": _mfn_head, "mfn_ms_head": _mfn_ms_head, "mobilenet_v3_small": _mobilenet_v3_small, "resnet18": _resnet18}
     if name not in builders:
         raise ConfigError(f"model.arch: unknown classifier {name!r}; expected one of {', '.join(_NAMES)}")
     if backbone_weights not in (None, "default") and not Path(backbone_weights).is_file():
         raise ConfigError(f"model.backbone_weights: file not found: {backbone_weights}")
-    return builders[name](backbone_weights)
+    if not (isinstance(head_width, int) and 1 <= head_width <= 1024) or (head_width != 64 and not name.startswith("mfn")):
+        raise ConfigError(f"head_width: expected 1..1024 for the mfn heads (64 for torchvision nets), got {head_width!r}")
+    model = builders[name](backbone_weights, head_width)
+    model.options = {"head_width": head_width, "flip_average": bool(flip_average)}
+    model.flip_average = bool(flip_average)
+    return model

@@ -23,8 +23,9 @@ def train(
     data: Optional[Path] = typer.Option(None, "--data", help="occtool augment output (manifest.jsonl), a manifest file, or DIR/<class>/<image>."),
     arch: Optional[str] = typer.Option(None, "--arch", help="mfn_ms_head (default), mfn_head, mobilenet_v3_small, resnet18."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Backbone weights file, 'default' or 'none' (nothing is downloaded)."),
-    val_pairs: Optional[Path] = typer.Option(None, "--val-pairs", help="LFW pairs.txt: people of --val-folds are the validation set."),
-    val_folds: Optional[str] = typer.Option(None, "--val-folds", help="Validation folds of --val-pairs [6-10]."),
+    test_pairs: Optional[Path] = typer.Option(None, "--test-pairs", help="LFW pairs.txt: people of --test-folds are the test set (scored once, at the end)."),
+    test_folds: Optional[str] = typer.Option(None, "--test-folds", help="Test folds of --test-pairs [6-10]."),
+    val_people: Optional[int] = typer.Option(None, "--val-holdout-people", help="Validation = this many training-side people, seeded [200]."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Most epochs (early stopping on validation accuracy) [30]."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint.pt."),
     config: Optional[Path] = ConfigOption,
@@ -32,7 +33,8 @@ def train(
     device: str = DeviceOption,
     force: bool = ForceOption,
 ) -> None:
-    """Train the classifier on augment's faces; validate on held-out identities every epoch."""
+    """Train the classifier on augment's faces; validate on held-out people every epoch (early
+    stopping), score the test people once at the end."""
     from occtool.classify.config import ClassifyTrainConfig
     from occtool.errors import ConfigError
     from occtool.evaluation.classification import format_confusion
@@ -43,7 +45,8 @@ def train(
     if resume and config is None and (out / "config.yaml").is_file():
         config = out / "config.yaml"
     options = {"data": str(data) if data is not None else None, "arch": arch, "backbone_weights": weights,
-               "val_pairs_file": str(val_pairs) if val_pairs is not None else None, "val_folds": val_folds,
+               "test_pairs_file": str(test_pairs) if test_pairs is not None else None, "test_folds": test_folds,
+               "val_holdout_people": val_people,
                "epochs": epochs, "device": device if device != "auto" else None}
     cfg = build_config(ClassifyTrainConfig, config, sets, options)
     from occtool.classify.data import load_samples
@@ -56,10 +59,15 @@ def train(
                        resume_hint=f"resume with: occtool classify train --out {out} --resume") as folder:
         with progress_bar("classify train") as progress:
             metrics = train_classifier(cfg, folder.path, resume=resume, progress=progress, log=info)
-    val = metrics["validation"]
-    recalls = ", ".join(f"{c} {v['recall']:.3f}" for c, v in val["per_class"].items())
-    info(f"validation accuracy {val['accuracy']:.4f} (best epoch {metrics['best_epoch']}), recall: {recalls}")
-    info(format_confusion(val["confusion"], val["classes"]))
+    info(f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']} (validation accuracy)")
+    for part in ("validation", "test"):
+        rep = metrics[part]
+        if rep is None:
+            info("test: none (no test people configured)")
+            continue
+        recalls = ", ".join(f"{c} {v['recall']:.3f}" for c, v in rep["per_class"].items())
+        info(f"{part} accuracy {rep['accuracy']:.4f} ({rep['n']} faces), recall: {recalls}")
+        info(format_confusion(rep["confusion"], rep["classes"]))
     info(f"wrote {out}/model.pt, metrics.json ({metrics['seconds']['total_this_run'] / 60:.1f} min wall, "
          f"{metrics['cpu_seconds']['total_this_run'] / 60:.1f} min CPU)")
 

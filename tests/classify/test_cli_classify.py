@@ -92,3 +92,22 @@ def test_predict_with_the_detector_on_a_real_face(tmp_path, random_checkpoint):
     assert int(rows[0]["crop_x1"]) < x1 and int(rows[0]["crop_x2"]) > x2
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["boxes"] == "RetinaFace detector" and metrics["timing"]["detector_ms_per_frame"] > 0
+
+
+def test_train_cli_validation_and_test_people(tmp_path, capsys):
+    from .test_train import _class_tree
+
+    data = _class_tree(tmp_path / "data", people=4, per_class=1)
+    out = tmp_path / "run"
+    argv = ["classify", "train", "--data", str(data), "--out", str(out), "--arch", "mobilenet_v3_small", "--weights", "none",
+            "--epochs", "1", "--val-holdout-people", "1", "--set", "test_people=[p0]", "--set", "batch_size=6"]
+    assert run(argv) == 0
+    err = capsys.readouterr().err
+    assert "validation accuracy" in err and "test accuracy" in err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["validation"]["n"] == 3 and metrics["test"]["n"] == 3
+    assert (metrics["data"]["train_identities"], metrics["data"]["validation_identities"]) == (2, 1)
+    assert "val_pairs_file" in _error(capsys, argv[:4] + ["--out", str(tmp_path / "r2"), "--set", "val_pairs_file=x"])
+    assert "val_holdout_people" in _error(capsys, argv[:4] + ["--out", str(tmp_path / "r3"), "--val-holdout-people", "-1"])
+    assert run(argv[:4] + ["--out", str(out), "--resume", "--epochs", "2"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 2

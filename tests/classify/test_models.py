@@ -1,8 +1,9 @@
 import pytest
 import torch
+from torch import nn
 
 from occtool.classify.checkpoint import load_classifier, save_classifier
-from occtool.classify.models import create_classifier, list_classifiers
+from occtool.classify.models import OcclusionClassifier, create_classifier, list_classifiers
 from occtool.errors import CheckpointError, ConfigError
 
 from ..conftest import shared_or_skip
@@ -55,3 +56,27 @@ def test_wrong_checkpoint_kinds(tmp_path):
         load_classifier(tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="not found"):
         load_classifier(tmp_path / "missing.pt")
+
+
+def test_options_head_width_and_flip_average_round_trip(tmp_path):
+    torch.manual_seed(0)
+    wide = create_classifier("mfn_ms_head", backbone_weights=None, head_width=16)
+    assert wide.head[0].out_channels == 16 and wide.options == {"head_width": 16, "flip_average": False}
+    x = torch.rand(2, 3, 224, 224) * 2 - 1
+    ramp = torch.linspace(-1, 1, 224).view(1, 1, 1, 224)  # a left-right asymmetric "net"
+    net = dict(arch="t", trunk=nn.Identity(), head=nn.Sequential(nn.Flatten(), nn.Linear(3 * 224 * 224, 3)), frozen_trunk=False)
+    tiny = OcclusionClassifier(**net, options={"flip_average": True}).eval()
+    with torch.inference_mode():
+        expected = 0.5 * (tiny.head(x + ramp) + tiny.head(torch.flip(x + ramp, dims=[3])))
+        assert torch.allclose(tiny(x + ramp), expected, atol=1e-5)
+        assert not torch.allclose(tiny.head(x + ramp), expected, atol=1e-3)
+    model = create_classifier("mobilenet_v3_small", backbone_weights=None, flip_average=True).eval()
+    assert model.flip_average
+    for m in (model, wide.eval()):
+        save_classifier(tmp_path / "m.pt", model=m, config={})
+        loaded = load_classifier(tmp_path / "m.pt").model
+        assert loaded.options == m.options
+        with torch.inference_mode():
+            assert torch.allclose(loaded(x), m(x), atol=1e-6)
+    with pytest.raises(ConfigError, match="head_width"):
+        create_classifier("resnet18", backbone_weights=None, head_width=32)
