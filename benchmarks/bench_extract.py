@@ -13,8 +13,8 @@ Prints images/s and the ratios occtool_ort / bare_ort and occtool_ort / occtool_
 load before and after (the machine is shared: compare ratios measured in the same run).
 With `--detector N`: the same for RetinaFace on N raw LFW photos (250x250): files -> detections
 as align's workers run them (each file decoded in a prefetch thread while `RetinaFaceDetector.detect`
-runs on the one before: `occtool.runtime.prefetch`; as in extraction, only when the runtime's
-threads leave a core free) with each runtime, beside a bare session on the same exported
+runs on the one before: `occtool.runtime.prefetch`, under extraction's setting
+`occtool.evaluation.extract.PREFETCH`) with each runtime, beside a bare session on the same exported
 RetinaFace graph (inputs decoded and converted in memory); `ort_serial` is the ONNX Runtime
 detector with decode and detect one after the other.
 

@@ -407,12 +407,15 @@ def _run_batches(run: _Run, unique: list[int], model, *, spec, device, flip, wit
         report(progress, min(done, n), n)
 
 
-PREFETCH = "auto"  # decode in a background thread: "auto" (when ONNX Runtime leaves a core free), True, False
+# Decode ahead in a background thread: True, False, or "auto" (only when ONNX Runtime's threads
+# leave a core free, since a decoding thread on one of its cores can stall its parallel regions).
+# True: measured on 2 shared cores with 2 intra-op threads, decode-ahead was 2-5% faster than
+# decoding between batches (ONNX Runtime's 2 threads do not keep both cores busy).
+PREFETCH = True
 
 
 def _prefetch(threads: int) -> bool:
-    """Whether to decode ahead in a thread: only with a core that ONNX Runtime's `threads` leave free
-    (a decoding thread on one of its cores stalls every parallel region of the graph)."""
+    """Whether to decode ahead in a thread (see PREFETCH)."""
     from occtool.runtime.threads import available_cores
 
     return threads < available_cores() if PREFETCH == "auto" else bool(PREFETCH)

@@ -29,6 +29,9 @@ Shapes: N images, V views, L = H*W locations, D embedding size; P probes, G gall
 
 from __future__ import annotations
 
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 import torch.nn.functional as F
 
@@ -145,17 +148,40 @@ def _matched_scores(cp, cg, vp, vg, *, bias, views: int, block_bytes: int) -> to
         <raw_p, raw_g> = <x_p, x_g> + <B, x_p> + <B, x_g> + |B|^2,   |raw|^2 = |x|^2 + 2 <B, x> + |B|^2
 
     with <B, x_p> = w (cp B) ([g, VL] x [VL] per probe): no [p, g, D] pass for the bias. The
-    GEMMs write into buffers reused by every block (no allocation of block-sized tensors)."""
+    GEMMs write into buffers reused by every block (no allocation of block-sized tensors).
+    With several torch threads on the CPU, the gallery blocks are shared out between that many
+    Python threads, each running its blocks single-threaded (the blocks' ops are too small for
+    intra-op threads, which stall each other on a busy machine); the scores are the same."""
+    from occtool.runtime import torch_threads
+
     num_p, num_g, dim = cp.shape[0], cg.shape[0], cp.shape[2]
-    cp, cg = cp.float(), cg.float()
-    vpv, vgv = vp.unflatten(1, (views, -1)), vg.unflatten(1, (views, -1))  # [N, V, L]
-    mass_p, mass_g = vpv.sum(-1), vgv.sum(-1)  # [N, V]
-    bb = float(bias @ bias)
-    cpb = (cp @ bias)[..., None]  # [P, VL, 1]: <c[l], B>
-    out = torch.empty((num_p, num_g), device=cp.device)
     bp, bg = _block_sizes(num_p, num_g, dim, block_bytes)
+    starts = list(range(0, num_g, bg))
+    workers = min(torch.get_num_threads(), len(starts)) if cp.device.type == "cpu" else 1
+    out = torch.empty((num_p, num_g), device=cp.device)
+    with torch_threads(1) if workers > 1 else contextlib.nullcontext():  # every op single-threaded
+        cp, cg = cp.float(), cg.float()
+        vpv, vgv = vp.unflatten(1, (views, -1)), vg.unflatten(1, (views, -1))  # [N, V, L]
+        side = dict(cp=cp, cg=cg, vpv=vpv, vgv=vgv, mass_p=vpv.sum(-1), mass_g=vgv.sum(-1), bias=bias,
+                    bb=float(bias @ bias), cpb=(cp @ bias)[..., None])  # cpb [P, VL, 1]: <c[l], B>
+        if workers <= 1:
+            _score_blocks(out, starts, bp, bg, **side)
+            return out
+
+        def run(share):
+            with torch.inference_mode():  # thread-local: each worker enters it itself
+                _score_blocks(out, share, bp, bg, **side)
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(run, [starts[k::workers] for k in range(workers)]))
+    return out
+
+
+def _score_blocks(out, starts, bp: int, bg: int, *, cp, cg, vpv, vgv, mass_p, mass_g, bias, bb, cpb) -> None:
+    """Fill out[:, t:t+bg] for the gallery blocks starting at `starts` (see `_matched_scores`)."""
+    num_p, num_g, dim = cp.shape[0], cg.shape[0], cp.shape[2]
     bufs = [torch.empty(shape, device=cp.device) for shape in ((bp, bg, dim), (bg, bp, dim), (bp, bg, *vpv.shape[1:]))]
-    for t in range(0, num_g, bg):
+    for t in starts:
         u = min(num_g, t + bg)
         cgb = (cg[t:u] @ bias)[..., None]  # [g, VL, 1], while the block is read anyway
         for s in range(0, num_p, bp):
@@ -172,7 +198,6 @@ def _matched_scores(cp, cg, vp, vg, *, bias, views: int, block_bytes: int) -> to
             sq_g = torch.linalg.vector_norm(x_g, dim=-1).square_().add_(bx_g, alpha=2).add_(bb)
             dot = x_p.mul_(x_g).sum(-1).add_(bx_p).add_(bx_g).add_(bb)
             out[s:e, t:u] = dot.div_(sq_p.mul_(sq_g).sqrt_().clamp_min_(1e-12)).mul_(ok)
-    return out
 
 
 class VisibilityMatchedScorer:

@@ -198,3 +198,25 @@ def test_input_checks(mfn):
         VisibilityMatchedScorer(bias=output_layer_bias(mfn), views=2).score(c, c, torch.ones(2, 49), torch.ones(2, 49))
     with pytest.raises(OcctoolError, match="views must be"):
         VisibilityMatchedScorer(bias=torch.zeros(3), views=0)
+
+
+def test_thread_split_gives_the_same_scores():
+    """With several torch threads the gallery blocks are shared out between Python threads
+    (each single-threaded): the very same scores as one thread, inside inference mode too."""
+    from occtool.matching.visibility_matched import VisibilityMatchedScorer
+
+    g = torch.Generator().manual_seed(3)
+    cp, cg = torch.randn(9, 2 * 49, 16, generator=g), torch.randn(70, 2 * 49, 16, generator=g)
+    vp, vg = torch.rand(9, 2 * 49, generator=g), torch.rand(70, 2 * 49, generator=g)
+    vp[0] = 0.0  # no shared visibility: scores 0
+    scorer = VisibilityMatchedScorer(bias=torch.randn(16, generator=g), views=2, chunk_bytes=8 * 8 * 16 * 4)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = scorer.score(cp, cg, vp, vg)
+        torch.set_num_threads(2)
+        two = scorer.score(cp, cg, vp, vg)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, two) and (one[0] == 0).all()

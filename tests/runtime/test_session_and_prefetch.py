@@ -1,5 +1,5 @@
 """occtool.runtime: cached ONNX Runtime sessions (reused per file and thread count, renewed when
-the file changes), decode-ahead order and errors, prefetch only with a free core."""
+the file changes), decode-ahead order and errors, the prefetch setting."""
 
 from __future__ import annotations
 
@@ -59,11 +59,13 @@ def test_prefetched_raises_at_the_failing_item():
     assert got == [0, 1]
 
 
-def test_prefetch_only_with_a_free_core(monkeypatch):
+def test_prefetch_setting(monkeypatch):
     from occtool.evaluation import extract
     from occtool.runtime import threads
 
     monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    assert extract._prefetch(1) and extract._prefetch(2)  # the default: always
+    monkeypatch.setattr(extract, "PREFETCH", "auto")  # only with a free core
     assert extract._prefetch(1) and not extract._prefetch(2)
-    monkeypatch.setattr(extract, "PREFETCH", True)
-    assert extract._prefetch(2)
+    monkeypatch.setattr(extract, "PREFETCH", False)
+    assert not extract._prefetch(1)
