@@ -183,7 +183,7 @@ def test_cli_train_and_resume(synthetic_tree, tmp_path, capsys):
 
 
 def test_shipped_configs_load():
-    for name in ("smoke.yaml", "lfw_head_only.yaml", "gpu_full.yaml"):
+    for name in ("smoke.yaml", "lfw_head_only.yaml", "lfw_qaconv.yaml", "gpu_full.yaml"):
         cfg = load_config(TrainConfig, yaml_path=REPO / "configs" / name)
         assert cfg.data.p >= 2
 
