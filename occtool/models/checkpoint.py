@@ -161,7 +161,8 @@ def load_model_checkpoint(path: str | Path, *, map_location="cpu") -> LoadedChec
         opts = dict(m.get("neck_options") or {})
         model = FaceModel(backbone=backbone, hidden_channels=hidden, neck_channels=neck,
                           neck_kernel=opts.get("kernel", 1), neck_hidden=opts.get("hidden"),
-                          neck_position=opts.get("position", False), neck_local=opts.get("local", False))
+                          neck_position=opts.get("position", False),
+                          neck_local=state.get("neck.0.jacobian", True) if opts.get("local") else False)
     except Exception as exc:  # noqa: BLE001 - a bad description is a bad checkpoint
         raise CheckpointError(f"{path}: cannot rebuild the model it describes ({exc})") from None
     load_strict(model, state, what=f"{path}: model weights")

@@ -34,24 +34,28 @@ class FaceModel(nn.Module):
 
     def __init__(self, *, backbone: Backbone, hidden_channels: int = 128, neck_channels: int | None = None,
                  neck_kernel: int = 1, neck_hidden: int | None = None, neck_position: bool = False,
-                 neck_local: bool = False) -> None:
+                 neck_local: bool | torch.Tensor = False) -> None:
         super().__init__()
         self.backbone = backbone
         c = backbone.feature_channels
         self.hidden_channels = int(hidden_channels)
         self.neck_channels = None if neck_channels is None else int(neck_channels)
         self.head = OcclusionHead(in_channels=c, hidden_channels=self.hidden_channels)
+        local = None
         if self.neck_channels is None:
             self.neck = None
         else:
             if self.neck_channels < 1:
                 raise ValueError(f"neck_channels must be >= 1 or None, got {neck_channels}")
-            local = output_layer_local_jacobian(backbone) if neck_local else None
+            # neck_local: True computes the output layer's Jacobian J [C, L, D]; a tensor is J itself
+            # (a checkpoint's, which its state dict overwrites anyway: no recomputation)
+            local = neck_local if isinstance(neck_local, torch.Tensor) else (
+                output_layer_local_jacobian(backbone) if neck_local else None)
             self.neck = build_neck(c, self.neck_channels, kernel=neck_kernel, hidden=neck_hidden,
                                    position=neck_position, map_size=tuple(backbone.feature_size), local=local)
         self.neck_options = {"kernel": int(neck_kernel), "hidden": None if neck_hidden is None else int(neck_hidden),
                              "position": bool(neck_position)}
-        if neck_local:  # only when on: the default options (and checkpoints) stay as they were
+        if local is not None:  # only when on: the default options (and checkpoints) stay as they were
             self.neck_options["local"] = True
 
     # -- what callers need to know (mirrors Backbone) ---------------------------------------------

@@ -113,3 +113,24 @@ def test_local_neck_is_each_locations_contribution_to_the_embedding():
             ref = (bb.embed_raw(fm * onehot) - b) / (1 + 1e-5)  # two fresh BNs: x / sqrt(1 + eps) each
             assert torch.allclose(got[:, :, i, j], ref, atol=1e-5)
     assert "neck.0.jacobian" in model.state_dict() and "jacobian" not in dict(model.neck.named_parameters())
+
+
+def test_local_neck_checkpoint_round_trip_and_no_neck(tmp_path):
+    from tests.models.test_export import TinyBackbone
+
+    torch.manual_seed(0)
+    model = FaceModel(backbone=TinyBackbone(), hidden_channels=4, neck_channels=5, neck_local=True).eval()
+    save_model_checkpoint(tmp_path / "m.pt", model=model, matcher=None, config={})
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["model"]["neck_options"]["local"] is True
+    assert FaceModel(backbone=TinyBackbone(), neck_channels=None, neck_local=True).neck is None
+    # a registered backbone loads back with the saved projection (given here as a tensor: not recomputed)
+    jac = torch.randn(512, 49, 128) * 0.01
+    model = FaceModel(backbone=build_backbone("mobilefacenet"), hidden_channels=8, neck_channels=16,
+                      neck_local=jac).eval()
+    with torch.no_grad():
+        model.neck[0].norm.running_mean.uniform_(-0.1, 0.1)
+    save_model_checkpoint(tmp_path / "l.pt", model=model, matcher=None, config={})
+    back = load_model_checkpoint(tmp_path / "l.pt").model
+    fm = torch.randn(2, 512, 7, 7)
+    assert back.neck_options["local"] is True and torch.equal(back.neck[0].jacobian, jac)
+    assert torch.equal(back.match_features(fm), model.match_features(fm))
