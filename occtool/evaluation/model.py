@@ -27,8 +27,9 @@ class EvalModel:
     output_layer_affine: bool = False  # the backbone's output layer is affine (cosine_occ_matched)
     runtime: str = "torch"  # extraction runtime: torch | onnxruntime | auto (occtool.runtime)
     threads: int | None = None  # ONNX Runtime intra-op threads (None: occtool.runtime.default_threads())
+    fusion_weight: float = 1.0  # the QAConv weight of fused / fused_matched
 
-    def scoring(self, *, flip: bool = True, fusion_weight: float = 1.0) -> Scoring:
+    def scoring(self, *, flip: bool = True, fusion_weight: float | None = None) -> Scoring:
         """The model parts scoring methods use (features extracted with `flip`)."""
         bias = None
         if self.has_visibility and self.output_layer_affine:
@@ -38,7 +39,7 @@ class EvalModel:
             bias = output_layer_bias(backbone, device=next(backbone.parameters()).device).cpu()
         return Scoring(matcher=self.matcher, matcher_trained=self.matcher_trained, has_visibility=self.has_visibility,
                        output_layer_affine=self.output_layer_affine, matched_bias=bias, views=2 if flip else 1,
-                       fusion_weight=fusion_weight)
+                       fusion_weight=self.fusion_weight if fusion_weight is None else fusion_weight)
 
     def available_methods(self) -> list[str]:
         return available_methods(self.scoring())

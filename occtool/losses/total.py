@@ -13,7 +13,7 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-LOSS_NAMES = ("adaface", "qaconv", "occlusion", "contrastive", "distill")
+LOSS_NAMES = ("adaface", "qaconv", "occlusion", "contrastive", "distill", "qaconv_memory")
 
 
 @dataclass

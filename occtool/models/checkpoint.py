@@ -4,7 +4,8 @@ File = torch.save of plain data only, so `torch.load(weights_only=True)` reads i
     {"format": "occtool", "format_version": 1,
      "versions": {"occtool": ..., "torch": ...},
      "model": {"backbone": name, "hidden_channels": int, "neck_channels": int | None,
-               "state_dict": {...}, "backbone_variant": str | None, "input_spec": {...}},
+               "state_dict": {...}, "backbone_variant": str | None, "input_spec": {...},
+               "neck_options": {"kernel", "hidden", "position"[, "local"]} (only for a non-default neck)},
      "matcher": None | {"num_features", "height", "width", "state_dict"},
      "config": dict, "extra": dict}
 Written atomically (temp file + rename): an interrupted save never leaves a half-written file.
@@ -33,6 +34,7 @@ from occtool.models.weights import load_strict, torch_load_safe
 
 FORMAT = "occtool"
 FORMAT_VERSION = 1
+DEFAULT_NECK_OPTIONS = {"kernel": 1, "hidden": None, "position": False}  # occtool.models.neck's defaults
 
 
 class LoadedCheckpoint(NamedTuple):
@@ -116,6 +118,9 @@ def save_model_checkpoint(
         "config": to_plain(dict(config) if isinstance(config, Mapping) else config, "config"),
         "extra": to_plain(dict(extra or {}), "extra"),
     }
+    neck_options = getattr(model, "neck_options", None)
+    if model.neck is not None and neck_options and neck_options != DEFAULT_NECK_OPTIONS:
+        payload["model"]["neck_options"] = dict(neck_options)  # absent: the default 1x1 neck
     if matcher is not None:
         matcher = _unwrap(matcher)
         dims = {}
@@ -153,7 +158,11 @@ def load_model_checkpoint(path: str | Path, *, map_location="cpu") -> LoadedChec
         raise CheckpointError(f"{path}: malformed occtool checkpoint (model entry lacks {exc})") from None
     try:
         backbone = create_backbone(name, variant=m.get("backbone_variant"))
-        model = FaceModel(backbone=backbone, hidden_channels=hidden, neck_channels=neck)
+        opts = dict(m.get("neck_options") or {})
+        model = FaceModel(backbone=backbone, hidden_channels=hidden, neck_channels=neck,
+                          neck_kernel=opts.get("kernel", 1), neck_hidden=opts.get("hidden"),
+                          neck_position=opts.get("position", False),
+                          neck_local=state.get("neck.0.jacobian", True) if opts.get("local") else False)
     except Exception as exc:  # noqa: BLE001 - a bad description is a bad checkpoint
         raise CheckpointError(f"{path}: cannot rebuild the model it describes ({exc})") from None
     load_strict(model, state, what=f"{path}: model weights")

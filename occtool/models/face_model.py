@@ -3,8 +3,9 @@
 forward(x [B, 3, H_in, W_in] preprocessed) -> FaceOutput:
     embedding [B, D] (L2-normalised), norm [B, 1], feature_map [B, C, H, W],
     occlusion [B, 1, H, W] in [0, 1] (1 = visible), match_map [B, C', H, W]
-match_map = neck(feature_map) (Conv1x1 C -> neck_channels + BatchNorm2d), or the feature map
-itself without a neck; it is NOT normalised (the matcher normalises per location).
+match_map = neck(feature_map) (default Conv1x1 C -> neck_channels + BatchNorm2d; options in
+`occtool.models.neck`), or the feature map itself without a neck; it is NOT normalised (the
+matcher normalises per location).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import nn
 
 from occtool.errors import ShapeError
 from occtool.models.base import Backbone
+from occtool.models.neck import build_neck, output_layer_local_jacobian
 from occtool.models.occlusion_head import OcclusionHead
 
 
@@ -30,20 +32,31 @@ class FaceOutput(NamedTuple):
 class FaceModel(nn.Module):
     """Backbone + OcclusionHead (+ neck). Both heads branch off the backbone's feature map."""
 
-    def __init__(self, *, backbone: Backbone, hidden_channels: int = 128, neck_channels: int | None = None) -> None:
+    def __init__(self, *, backbone: Backbone, hidden_channels: int = 128, neck_channels: int | None = None,
+                 neck_kernel: int = 1, neck_hidden: int | None = None, neck_position: bool = False,
+                 neck_local: bool | torch.Tensor = False) -> None:
         super().__init__()
         self.backbone = backbone
         c = backbone.feature_channels
         self.hidden_channels = int(hidden_channels)
         self.neck_channels = None if neck_channels is None else int(neck_channels)
         self.head = OcclusionHead(in_channels=c, hidden_channels=self.hidden_channels)
+        local = None
         if self.neck_channels is None:
             self.neck = None
         else:
             if self.neck_channels < 1:
                 raise ValueError(f"neck_channels must be >= 1 or None, got {neck_channels}")
-            self.neck = nn.Sequential(nn.Conv2d(c, self.neck_channels, 1, bias=False), nn.BatchNorm2d(self.neck_channels))
-            nn.init.kaiming_normal_(self.neck[0].weight, mode="fan_in", nonlinearity="linear")
+            # neck_local: True computes the output layer's Jacobian J [C, L, D]; a tensor is J itself
+            # (a checkpoint's, which its state dict overwrites anyway: no recomputation)
+            local = neck_local if isinstance(neck_local, torch.Tensor) else (
+                output_layer_local_jacobian(backbone) if neck_local else None)
+            self.neck = build_neck(c, self.neck_channels, kernel=neck_kernel, hidden=neck_hidden,
+                                   position=neck_position, map_size=tuple(backbone.feature_size), local=local)
+        self.neck_options = {"kernel": int(neck_kernel), "hidden": None if neck_hidden is None else int(neck_hidden),
+                             "position": bool(neck_position)}
+        if local is not None:  # only when on: the default options (and checkpoints) stay as they were
+            self.neck_options["local"] = True
 
     # -- what callers need to know (mirrors Backbone) ---------------------------------------------
     @property

@@ -95,6 +95,12 @@ class ModelConfig:
     init_checkpoint: Optional[str] = None  # start from an occtool checkpoint (model + matcher)
     hidden_channels: int = 128  # occlusion head
     neck_channels: Optional[int] = 128  # QAConv neck (1x1 conv + BN); null = raw feature map
+    neck_kernel: int = 1  # 1 or 3 (a 3x3 first conv: each location sees its neighbours)
+    neck_hidden: Optional[int] = None  # two layers: conv(C -> hidden) + BN + ReLU + Conv1x1 + BN
+    neck_position: bool = False  # a learned per-location offset added to the neck's map
+    # the neck starts from the pretrained output layer's per-location projection (frozen; each
+    # location -> its contribution to the embedding, centred by a BatchNorm), then 1x1 conv + BN
+    neck_local: bool = False
     # Frozen backbone: only the occlusion head, the neck and the QAConv head train (plus the
     # backbone's output layer when train_output_layer). The backbone stays in eval mode.
     freeze_backbone: bool = False
@@ -109,6 +115,8 @@ class ModelConfig:
                                    "ships no default weights)", self.weights)
         check_range("hidden_channels", self.hidden_channels, lo=1)
         check_range("neck_channels", self.neck_channels, lo=1, optional=True)
+        check_choice("neck_kernel", self.neck_kernel, (1, 3))
+        check_range("neck_hidden", self.neck_hidden, lo=1, optional=True)
 
 
 @dataclass
@@ -148,10 +156,17 @@ class LossConfig:
     visibility: Literal["predicted_detached", "predicted", "ground_truth", "none"] = "predicted_detached"
     qaconv_balanced: bool = True  # positives and negatives weigh half each
     contrastive_temperature: float = 0.07
+    # QAConv class memory (occtool.losses.qaconv_memory): weight of the pairwise BCE of each
+    # sample against a memory of one map per training identity (its own + the hardest
+    # `qaconv_memory_negatives` others); 0 = off.
+    qaconv_memory: float = 0.0
+    qaconv_memory_negatives: int = 256
 
     def __post_init__(self) -> None:
-        for key in ("adaface", "qaconv", "occlusion", "contrastive", "distill", "occlusion_warmup_start"):
+        for key in ("adaface", "qaconv", "occlusion", "contrastive", "distill", "occlusion_warmup_start",
+                    "qaconv_memory"):
             check_range(key, getattr(self, key), lo=0.0)
+        check_range("qaconv_memory_negatives", self.qaconv_memory_negatives, lo=1)
         check_range("occlusion_warmup_steps", self.occlusion_warmup_steps, lo=0)
         check_range("contrastive_temperature", self.contrastive_temperature, lo=0.0, lo_open=True)
 
@@ -216,6 +231,7 @@ class ValidationConfig:
     seed: int = 12345
     batch_size: int = 64
     fusion_weight: float = 1.0  # fused = z(cosine) + w * z(qaconv_occ), z per probe row
+    fused_matched: bool = False  # also score fused_matched = z(cosine_occ_matched) + w * z(qaconv_occ)
     matched: bool = True  # also score cosine_occ_matched (pairwise visibility-matched embeddings)
     select: Optional[str] = None  # metric for best.pt (e.g. "masked/cosine_occ_matched/rank1"); null: none
     panels: int = 8  # fixed occluded validation probes drawn to panels/epoch_NNN.png at each validation; 0: none

@@ -55,11 +55,14 @@ class TrainModule(nn.Module):
         cfg,
         dist_info: DistInfo,
         body_frozen: bool,
+        memory: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.matcher = matcher
         self.adaface = adaface
+        if memory is not None:  # only then a submodule: other runs keep their state-dict keys
+            self.memory = memory
         # The frozen teacher (the initial backbone) is not a submodule: never trained, never synced.
         self.__dict__["teacher"] = teacher
         self.cfg = cfg
@@ -146,8 +149,10 @@ class TrainModule(nn.Module):
                 target = self._teacher_embedding(batch).to(dev)
                 parts["distill"] = embedding_distillation_loss(emb.float(), target, reducer=self.reducer)
 
-        if weights.get("qaconv", 0.0) > 0 and self.matcher is not None:
+        mm = None
+        if self.matcher is not None and (weights.get("qaconv", 0.0) > 0 or weights.get("qaconv_memory", 0.0) > 0):
             mm = self.model.match_features(fm)
+        if weights.get("qaconv", 0.0) > 0 and self.matcher is not None:
             all_mm = gather_with_grad(mm, info)
             all_vis = None if vis is None else gather_with_grad(vis, info)
             logits = self.matcher.pair_logits(mm, all_mm, vis, all_vis)  # [b, B]
@@ -155,8 +160,19 @@ class TrainModule(nn.Module):
                 logits, labels, _gather_ids(labels, info), probe_ids=ids, gallery_ids=_gather_ids(ids, info),
                 balanced=self.cfg.loss.qaconv_balanced, reducer=self.reducer,
             )
+        if weights.get("qaconv_memory", 0.0) > 0 and self.matcher is not None:
+            parts["qaconv_memory"] = self._memory_loss(mm, vis, labels)
         aux = {"visible_mean": occ.detach().float().mean()}
         return parts, aux
+
+    def _memory_loss(self, mm: torch.Tensor, vis: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
+        """The class-memory loss of this batch's maps, then the memory takes the (gathered) batch."""
+        loss = self.memory.loss(self.matcher, mm, vis, labels, balanced=self.cfg.loss.qaconv_balanced,
+                                reducer=self.reducer)
+        self.memory.update(_gather_ids(mm.detach(), self.dist_info),
+                           None if vis is None else _gather_ids(vis.detach(), self.dist_info),
+                           _gather_ids(labels, self.dist_info))
+        return loss
 
 
 def _gather_ids(x: torch.Tensor, info: DistInfo) -> torch.Tensor:

@@ -35,6 +35,8 @@ RESUME_FREE_KEYS = ("device", "threads", "data.load_threads", "data.cache_dir", 
 def loss_weights(cfg: TrainConfig, step: int) -> dict[str, float]:
     lc = cfg.loss
     w = {"adaface": lc.adaface, "qaconv": lc.qaconv, "contrastive": lc.contrastive, "distill": lc.distill}
+    if lc.qaconv_memory > 0:  # only when on: the weights (and metrics.csv) of other runs stay as they were
+        w["qaconv_memory"] = lc.qaconv_memory
     start, n = lc.occlusion_warmup_start, lc.occlusion_warmup_steps
     frac = 1.0 if n <= 0 else min(1.0, start + (1.0 - start) * step / n)
     w["occlusion"] = lc.occlusion * frac
@@ -98,7 +100,9 @@ def build_models(cfg: TrainConfig, num_classes: int, device: torch.device):
     else:
         weights = _resolve_weights(cfg)
         backbone = build_backbone(mc.backbone, weights=weights)
-        model = FaceModel(backbone=backbone, hidden_channels=mc.hidden_channels, neck_channels=mc.neck_channels)
+        model = FaceModel(backbone=backbone, hidden_channels=mc.hidden_channels, neck_channels=mc.neck_channels,
+                          neck_kernel=mc.neck_kernel, neck_hidden=mc.neck_hidden, neck_position=mc.neck_position,
+                          neck_local=mc.neck_local)
     h, w = model.feature_size
     if matcher is None:
         matcher = QAConvMatcher(num_features=model.match_channels, height=h, width=w)
@@ -150,7 +154,7 @@ class MultiTaskTraining:
     """`occtool train`'s task (see `occtool.training.task.Task` for the contract)."""
 
     def __init__(self, config: TrainConfig) -> None:
-        if config.data.p < 2 and config.loss.qaconv > 0:
+        if config.data.p < 2 and (config.loss.qaconv > 0 or config.loss.qaconv_memory > 0):
             raise ConfigError("data.p must be >= 2 for the pairwise QAConv loss (negatives need two identities)")
         self.config = config
         self.settings = loop_settings(config)
@@ -171,9 +175,16 @@ class MultiTaskTraining:
             adaface.world_size = env.dist_info.world_size  # norm statistics over the global batch
         self.model, self.matcher, self.teacher = model, matcher, teacher
         self._build_batches(weights)
+        memory = None
+        if cfg.loss.qaconv_memory > 0:
+            from occtool.losses import QAConvClassMemory
+
+            memory = QAConvClassMemory(num_classes=len(data.identities), channels=model.match_channels,
+                                       height=model.feature_size[0], width=model.feature_size[1],
+                                       negatives=cfg.loss.qaconv_memory_negatives).to(env.device)
         module = TrainModule(model=model, matcher=matcher, adaface=adaface, teacher=teacher, cfg=cfg,
-                             dist_info=env.dist_info, body_frozen=self.body_frozen)
-        if cfg.loss.qaconv <= 0:
+                             dist_info=env.dist_info, body_frozen=self.body_frozen, memory=memory)
+        if cfg.loss.qaconv <= 0 and cfg.loss.qaconv_memory <= 0:
             for p in matcher.parameters():
                 p.requires_grad_(False)
             if model.neck is not None:
@@ -262,7 +273,7 @@ class MultiTaskTraining:
 
         vc = self.config.validation
         res = evaluate(self.val_set, model=self.model, matcher=self._shipped_matcher(), device=self.env.device,
-                       fusion_weight=vc.fusion_weight, matched=vc.matched,
+                       fusion_weight=vc.fusion_weight, matched=vc.matched, fused_matched=vc.fused_matched,
                        backbone_for_maps=None if self.body_frozen else self.model.backbone)
         self.env.say(_summary(epoch + 1, res))
         self._panel(epoch + 1)
@@ -292,13 +303,13 @@ class MultiTaskTraining:
         return {"value": metrics[sel], "epoch": epoch, "step": step, "metric": sel}
 
     def _shipped_matcher(self):
-        return self.matcher if self.config.loss.qaconv > 0 else None
+        return self.matcher if self.config.loss.qaconv > 0 or self.config.loss.qaconv_memory > 0 else None
 
     def save_model(self, path: Path, *, extra: dict, kind: ModelKind) -> None:
         from occtool.models import save_model_checkpoint
 
         # best.pt keeps the matcher's trained flag as it is (as before the loop was split).
-        if self.config.loss.qaconv > 0 and kind != "best":
+        if self._shipped_matcher() is not None and kind != "best":
             self.matcher.mark_trained()
         save_model_checkpoint(path, model=self.model, matcher=self._shipped_matcher(),
                               config=to_dict(self.config), extra=extra)
@@ -364,7 +375,8 @@ def run_test(cfg: TrainConfig, model, matcher, teacher, device, body_frozen: boo
     prepare(ev, fast_teacher, device=device, batch_size=cfg.validation.batch_size)
     set_baseline(ev, fast_teacher, device=device)
     res = evaluate(ev, model=model, matcher=matcher, device=device, fusion_weight=cfg.validation.fusion_weight,
-                   matched=cfg.validation.matched, backbone_for_maps=None if body_frozen else model.backbone)
+                   matched=cfg.validation.matched, fused_matched=cfg.validation.fused_matched,
+                   backbone_for_maps=None if body_frozen else model.backbone)
     res["protocol"] = {**proto.info, **ev.info}
     res["time_s"] = round(time.time() - t0, 1)
     say("test: " + _summary(None, res))
@@ -375,7 +387,8 @@ def _summary(epoch, res: dict) -> str:
     head = f"epoch {epoch}: " if epoch is not None else ""
     bits = []
     for probe in ("clean", "masked"):
-        for method in ("cosine_pretrained", "cosine", "cosine_occ", "cosine_occ_matched", "qaconv_occ", "fused"):
+        for method in ("cosine_pretrained", "cosine", "cosine_occ", "cosine_occ_matched", "qaconv", "qaconv_occ", "fused",
+                       "fused_matched"):
             k = f"{probe}/{method}/rank1"
             if k in res:
                 bits.append(f"{probe} {method} {100 * res[k]:.1f}")

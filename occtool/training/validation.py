@@ -215,15 +215,19 @@ def _scoring(model, matcher, *, matched: bool, fusion_weight: float, device) -> 
                    views=2, fusion_weight=fusion_weight)
 
 
-def _set_methods(key: str, scoring: Scoring, heavy_sets, n_images: int, dim: int, map_hw) -> list[str]:
+def _set_methods(key: str, scoring: Scoring, heavy_sets, n_images: int, dim: int, map_hw,
+                 fused_matched: bool = False) -> list[str]:
     """The methods a probe set is scored with: QAConv on the heavy sets only; the matched embedding
-    on those and on every other set whose [N, 2L, D] contributions are small."""
+    on those and on every other set whose [N, 2L, D] contributions are small; fused_matched (on
+    request) where both of its parts are."""
     methods = ["cosine", "cosine_occ"]
     small = n_images * 2 * map_hw[0] * map_hw[1] * dim * 4 <= _MATCHED_EXTRA_BYTES
     if scoring.output_layer_affine and (key == "gallery" or key in heavy_sets or small):
         methods.append("cosine_occ_matched")
     if scoring.matcher is not None and (key == "gallery" or key in heavy_sets):
         methods += ["qaconv", "qaconv_occ", "fused"]
+        if fused_matched and "cosine_occ_matched" in methods:
+            methods.append("fused_matched")
     return methods
 
 
@@ -245,6 +249,7 @@ def evaluate(
     progress: ProgressFn = None,
     matched: bool = True,
     heavy_sets: Sequence[str] | None = None,
+    fused_matched: bool = False,
 ) -> dict:
     """All methods on clean and occluded probe sets -> flat dict '<set>/<method>/<metric>'.
 
@@ -253,7 +258,7 @@ def evaluate(
     (the current backbone) to recompute them. `heavy_sets`: the probe sets scored by QAConv
     (default: clean and masked); cosine_occ_matched scores them and every other set whose
     contributions take at most 256 MB (all of them with MobileFaceNet on LFW).
-    `matched`: compute cosine_occ_matched at all. Scoring and metrics: `occtool.evaluation`.
+    `matched`: compute cosine_occ_matched at all; `fused_matched`: also score fused_matched. Scoring and metrics: `occtool.evaluation`.
     """
     model.eval()
     if matcher is not None:
@@ -264,7 +269,8 @@ def evaluate(
     heavy_sets = ("clean", "masked") if heavy_sets is None else tuple(heavy_sets)
     scoring = _scoring(model, matcher, matched=matched, fusion_weight=fusion_weight, device=device)
     dim, map_hw = model.backbone.embedding_dim, evalset.feats["gallery"][0].shape[-2:]
-    plan = {key: _set_methods(key, scoring, heavy_sets, len(maps[0]), dim, map_hw) for key, maps in evalset.feats.items()}
+    plan = {key: _set_methods(key, scoring, heavy_sets, len(maps[0]), dim, map_hw, fused_matched)
+            for key, maps in evalset.feats.items()}
     feats = {key: features_from_maps(model, maps, device=device, with_maps="qaconv" in plan[key],
                                      with_contributions="cosine_occ_matched" in plan[key])
              for key, maps in evalset.feats.items()}

@@ -81,5 +81,32 @@ def test_unavailable_methods_say_why(name):
 def test_default_methods_leave_on_request_ones_out(setup):
     _, scoring = setup
     auto = resolve_methods(None, scoring)
-    assert "fused" not in auto and auto == [m for m in list_methods() if m != "fused"]
+    on_request = ("fused", "fused_matched")
+    assert not set(on_request) & set(auto) and auto == [m for m in list_methods() if m not in on_request]
     assert resolve_methods("fused,cosine,fused", scoring) == ["fused", "cosine"]
+
+
+def test_fused_matched_is_the_z_sum_of_its_parts(setup):
+    """fused_matched = z(cosine_occ_matched) + w * z(qaconv_occ) per probe row (identification)
+    and over all pairs (pairs), from the parts' own scores."""
+    import dataclasses
+
+    from occtool.evaluation.scoring import znorm_global
+
+    feats, scoring = setup
+    scoring = dataclasses.replace(scoring, fusion_weight=0.3)
+    probes, gallery = _split(feats)
+    ctx = lambda name: IdentContext(probes=probes, gallery=gallery, p_rows=np.arange(P), g_rows=np.arange(G),  # noqa: E731
+                                    g_labels=np.arange(G), true_ids=np.array([0, 1, 2, 3, -1]), n_ids=G,
+                                    scoring=scoring, device=torch.device("cpu"), requested=(name,))
+    part = {n: create_method(n).identity_scorer(ctx(n)).identity_scores(slice(0, P)).double()
+            for n in ("cosine_occ_matched", "qaconv_occ")}
+    z = lambda m: (m - m.mean(1, keepdim=True)) / m.std(1, keepdim=True)  # noqa: E731
+    got = create_method("fused_matched").identity_scorer(ctx("fused_matched")).identity_scores(slice(0, P)).double()
+    assert torch.allclose(got, z(part["cosine_occ_matched"]) + 0.3 * z(part["qaconv_occ"]), atol=1e-5)
+    ia, ib = np.arange(P), np.arange(G).repeat(2)[:P] + P
+    pctx = lambda name: PairContext(feats=feats, ia=ia, ib=ib, scoring=scoring, device=torch.device("cpu"),  # noqa: E731
+                                    requested=(name,))
+    sep = {n: create_method(n).pair_scores(pctx(n)) for n in ("cosine_occ_matched", "qaconv_occ")}
+    pairs = create_method("fused_matched").pair_scores(pctx("fused_matched"))
+    assert np.allclose(pairs, znorm_global(sep["cosine_occ_matched"]) + 0.3 * znorm_global(sep["qaconv_occ"]))

@@ -183,6 +183,30 @@ def test_cli_train_and_resume(synthetic_tree, tmp_path, capsys):
 
 
 def test_shipped_configs_load():
-    for name in ("smoke.yaml", "lfw_head_only.yaml", "gpu_full.yaml"):
+    for name in ("smoke.yaml", "lfw_head_only.yaml", "lfw_qaconv.yaml", "gpu_full.yaml"):
         cfg = load_config(TrainConfig, yaml_path=REPO / "configs" / name)
         assert cfg.data.p >= 2
+
+
+def test_qaconv_options_tiny_run_lowers_the_qaconv_losses(lfw_six, tmp_path):
+    """The issue-15 options (class memory, 3x3 two-layer neck with a position offset) on the
+    frozen pretrained body + feature cache, 6 real people, P=3: both QAConv losses go down, and
+    the saved model rebuilds the same neck."""
+    cfg = smoke_cfg(
+        lfw_six, "model.weights=default", "model.hidden_channels=16", "model.neck_channels=32",
+        "model.neck_kernel=3", "model.neck_hidden=48", "model.neck_position=true",
+        "data.p=3", "data.k=2", "data.feature_cache=true", "data.cache_views=2",
+        "model.freeze_backbone=true", "loss.adaface=0", "loss.occlusion=0.1", "loss.qaconv_memory=1.0",
+        "loss.qaconv_memory_negatives=2", "optim.lr=0.003", "schedule.epochs=1", "schedule.steps_per_epoch=30",
+        "schedule.scheduler=constant", "validation.enabled=false", "checkpoint.every_steps=0",
+    )
+    res = train(cfg, out_dir=tmp_path / "run")
+    rows = step_rows(res.history)
+    for part in ("loss_qaconv", "loss_qaconv_memory"):
+        first = np.mean([r[part] for r in rows[1:6]])  # step 1: the memory is still empty
+        last = np.mean([r[part] for r in rows[-5:]])
+        assert last < 0.9 * first, (part, first, last)
+    from occtool.models import load_model_checkpoint
+
+    model = load_model_checkpoint(tmp_path / "run" / "model.pt").model
+    assert model.neck_options == {"kernel": 3, "hidden": 48, "position": True}

@@ -14,7 +14,7 @@ from occtool.evaluation.methods.base import (
     register_method,
     resolve_methods,
 )
-from occtool.evaluation.methods import cosine, cosine_occ, cosine_occ_matched, qaconv, qaconv_occ, fused  # noqa: F401,E402
+from occtool.evaluation.methods import cosine, cosine_occ, cosine_occ_matched, qaconv, qaconv_occ, fused, fused_matched  # noqa: F401,E402,E501
 
 __all__ = [
     "IdentContext",
