@@ -73,8 +73,8 @@ class RealMaskConfig:
     turn_threshold: float = 0.12
     recolor: float = 0.75  # probability of repainting in a real mask colour (keeping the shading)
     patterns: float = 0.25  # of the repainted: probability of a two-colour pattern
-    lift: tuple[float, float] = (0.0, 0.3)  # top edge raised up the nose bridge (eye->mouth distances)
-    widen: tuple[float, float] = (1.0, 1.2)  # width factor of the fit
+    lift: tuple[float, float] = (0.05, 0.35)  # top edge raised up the nose bridge (eye->mouth distances)
+    widen: tuple[float, float] = (1.05, 1.4)  # width factor of the fit (real masks wrap round the cheeks)
     drop: tuple[float, float] = (-0.05, 0.12)  # chin anchor moved down (eye->mouth distances)
     jitter: float = 0.04  # per-anchor jitter (inter-ocular distances)
     relight: tuple[float, float] = (0.4, 1.0)  # strength of the face's own low-pass shading (0: none)
