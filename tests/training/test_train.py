@@ -183,6 +183,8 @@ def test_cli_train_and_resume(synthetic_tree, tmp_path, capsys):
 
 
 def test_shipped_configs_load():
-    for name in ("smoke.yaml", "lfw_head_only.yaml", "gpu_full.yaml"):
+    for name in ("smoke.yaml", "lfw_head_only.yaml", "lfw_head_only_dev.yaml", "gpu_full.yaml"):
         cfg = load_config(TrainConfig, yaml_path=REPO / "configs" / name)
         assert cfg.data.p >= 2
+    demo = load_config(TrainConfig, yaml_path=REPO / "configs" / "lfw_head_only.yaml")
+    assert demo.data.occlusion.weights.real_mask > 0 and demo.data.occlusion.degrade.p > 0  # issue 12
