@@ -7,8 +7,11 @@ occluder, occlusion_class, detail)`; without landmarks the canonical 112x112 Arc
 
 - occluders (`occtool.augment.occluders`, one file per family, registered: `list_occluders()`,
   `create_occluder(name, config)`, `occluder_class(name)`):
-  opaque: MedicalMask (MaskTheFace templates), Rectangles, Sunglasses, Hand, Scarf;
+  opaque: MedicalMask (MaskTheFace templates), Rectangles, Sunglasses, Hand, Scarf, RealMask (the
+  templates with real colours, fit slack, face lighting, soft edges, straps; weight 0 by default);
   transparent: Eyeglasses, Steam, Liquid, Visor (partial visibility where the face shows through)
+- image degradations after occlusion (`occtool.augment.degrade`, `SynthesisConfig.degrade`, off
+  by default): low resolution, blur, colour jitter, noise, JPEG
 - OcclusionSynthesizer(config=SynthesisConfig()) picks one per image; feature_mask() gives the
   feature-resolution (7x7) area mean; OccludedFaceDataset wraps it all for training (torch);
   augment_tree() is `occtool augment`.
@@ -25,6 +28,7 @@ from occtool.augment.base import (
     read_visibility_png,
 )
 from occtool.augment.batch import augment_tree, derive_seed, read_manifest
+from occtool.augment.degrade import DegradeConfig, Degradation
 from occtool.augment.config import (
     OCCLUDER_NAMES,
     OPAQUE_OCCLUDERS,
@@ -32,6 +36,7 @@ from occtool.augment.config import (
     AugmentConfig,
     MedicalMaskConfig,
     OccluderWeights,
+    RealMaskConfig,
     RectanglesConfig,
     SynthesisConfig,
     TransparentConfig,
@@ -42,6 +47,7 @@ from occtool.augment.occluders import (
     Hand,
     Liquid,
     MedicalMask,
+    RealMask,
     Rectangles,
     Scarf,
     Steam,
@@ -61,6 +67,8 @@ __all__ = [
     "TRANSPARENT_OCCLUDERS",
     "MASK_TYPES",
     "AugmentConfig",
+    "DegradeConfig",
+    "Degradation",
     "Eyeglasses",
     "FaceFrame",
     "Hand",
@@ -72,6 +80,8 @@ __all__ = [
     "OccluderWeights",
     "OcclusionResult",
     "OcclusionSynthesizer",
+    "RealMask",
+    "RealMaskConfig",
     "Rectangles",
     "RectanglesConfig",
     "Scarf",

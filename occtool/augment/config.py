@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
-from occtool.augment.occluders import MASK_TYPES, default_occluder_weights, list_occluders
+from occtool.augment.degrade import DegradeConfig
+from occtool.augment.occluders import MASK_TYPES, REAL_MASK_TYPES, default_occluder_weights, list_occluders
 from occtool.augment.occluders.rectangles import RECT_FILLS
 from occtool.config import ConfigValueError, check_interval, check_range, check_subset
 
@@ -63,6 +64,39 @@ class MedicalMaskConfig:
 
 
 @dataclass
+class RealMaskConfig:
+    """The `real_mask` occluder (issue 12): MaskTheFace templates with real colours, fit slack,
+    face-matched lighting, folds, soft edges and straps (occtool.augment.occluders.real_mask)."""
+
+    types: list[str] = field(default_factory=lambda: list(REAL_MASK_TYPES))
+    templates_dir: Optional[Path] = None  # MaskTheFace folder; None: ../shared
+    turn_threshold: float = 0.12
+    recolor: float = 0.75  # probability of repainting in a real mask colour (keeping the shading)
+    patterns: float = 0.25  # of the repainted: probability of a two-colour pattern
+    lift: tuple[float, float] = (0.05, 0.35)  # top edge raised up the nose bridge (eye->mouth distances)
+    widen: tuple[float, float] = (1.05, 1.4)  # width factor of the fit (real masks wrap round the cheeks)
+    drop: tuple[float, float] = (-0.05, 0.12)  # chin anchor moved down (eye->mouth distances)
+    jitter: float = 0.04  # per-anchor jitter (inter-ocular distances)
+    relight: tuple[float, float] = (0.4, 1.0)  # strength of the face's own low-pass shading (0: none)
+    folds: tuple[float, float] = (0.0, 0.08)  # pleat shading amplitude
+    edge_blur: tuple[float, float] = (0.0, 0.03)  # alpha edge blur sigma (inter-ocular distances)
+    straps: float = 0.5  # probability of ear loops
+
+    def __post_init__(self) -> None:
+        check_range("turn_threshold", self.turn_threshold, lo=0.0)
+        check_range("recolor", self.recolor, lo=0.0, hi=1.0)
+        check_range("patterns", self.patterns, lo=0.0, hi=1.0)
+        check_interval("lift", self.lift, lo=0.0, hi=0.6)
+        check_interval("widen", self.widen, lo=0.5, hi=2.0)
+        check_interval("drop", self.drop, lo=-0.3, hi=0.3)
+        check_range("jitter", self.jitter, lo=0.0, hi=0.2)
+        check_interval("relight", self.relight, lo=0.0, hi=1.0)
+        check_interval("folds", self.folds, lo=0.0, hi=0.5)
+        check_interval("edge_blur", self.edge_blur, lo=0.0, hi=0.2)
+        check_range("straps", self.straps, lo=0.0, hi=1.0)
+
+
+@dataclass
 class RectanglesConfig:
     count: tuple[int, int] = (1, 3)
     size: tuple[float, float] = (0.15, 0.45)  # side as a fraction of the image side
@@ -87,8 +121,12 @@ class SynthesisConfig:
     weights: OccluderWeights = field(default_factory=OccluderWeights)
     keep_clean: float = 0.1  # fraction of copies left unoccluded (occluder "none", visibility all 1)
     medical_mask: MedicalMaskConfig = field(default_factory=MedicalMaskConfig)
+    real_mask: RealMaskConfig = field(default_factory=RealMaskConfig)
     rectangles: RectanglesConfig = field(default_factory=RectanglesConfig)
     transparent: TransparentConfig = field(default_factory=TransparentConfig)
+    # image-level degradations after occlusion (blur, low resolution, JPEG, noise, colour), off by
+    # default (p 0); occtool.augment.degrade
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)
 
     def __post_init__(self) -> None:
         check_range("keep_clean", self.keep_clean, lo=0.0, hi=1.0)

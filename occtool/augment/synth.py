@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import replace
+
 from occtool.augment.base import Occluder, OcclusionResult, check_image, clean_result
 from occtool.augment.config import OCCLUDER_NAMES, SynthesisConfig
+from occtool.augment.degrade import Degradation
 from occtool.augment.occluders import create_occluder
 from occtool.errors import ConfigError
 
@@ -21,7 +24,9 @@ class OcclusionSynthesizer:
 
     With probability `keep_clean` the image is returned unchanged (occluder "none", visibility
     all 1); otherwise one occluder is drawn with probability weight_i / sum(weights) among
-    those with a positive weight. Deterministic given the rng:
+    those with a positive weight. Then, when `config.degrade.p` > 0, image-level degradations
+    (occtool.augment.degrade) apply to the result, clean ones included (visibility unchanged;
+    with p 0 no random number is drawn for them). Deterministic given the rng:
     `synth(image, landmarks=None, rng=np.random.default_rng(seed))`.
     """
 
@@ -34,15 +39,25 @@ class OcclusionSynthesizer:
         total = sum(weights[n] for n in self.names)
         self.probabilities = np.array([weights[n] / total for n in self.names]) if self.names else np.zeros(0)
         self.occluders: dict[str, Occluder] = {n: build_occluder(n, self.config) for n in self.names}
+        self.degradation = Degradation(self.config.degrade)
 
     def __call__(self, image: np.ndarray, *, landmarks=None, rng: np.random.Generator) -> OcclusionResult:
         check_image(image)
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         if not self.names or rng.random() < self.config.keep_clean:
-            return clean_result(image)
+            return self._degrade(clean_result(image), rng)
         idx = int(rng.choice(len(self.names), p=self.probabilities))
-        return self.occluders[self.names[idx]](image, landmarks=landmarks, rng=rng)
+        return self._degrade(self.occluders[self.names[idx]](image, landmarks=landmarks, rng=rng), rng)
+
+    def degrade(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The configured image-level degradations alone (the input itself when off)."""
+        return self.degradation(image, rng)
+
+    def _degrade(self, result: OcclusionResult, rng: np.random.Generator) -> OcclusionResult:
+        if not self.degradation.enabled:
+            return result
+        return replace(result, image=self.degradation(result.image, rng))
 
     def __repr__(self) -> str:
         probs = ", ".join(f"{n}={p:.3f}" for n, p in zip(self.names, self.probabilities))

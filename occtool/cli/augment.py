@@ -12,7 +12,8 @@ from occtool.cli.common import ConfigOption, ForceOption, SetOption, build_confi
 
 def parse_occluders(text: str) -> dict[str, float]:
     """'medical_mask,sunglasses' or 'medical_mask=3,hand=1' -> {weights.<name>: w} for every
-    occluder (unlisted ones get 0; a listed name without a weight keeps its default weight)."""
+    occluder (unlisted ones get 0; a listed name without a weight keeps its default weight, or 1
+    for an occluder that is off by default, such as real_mask)."""
     from occtool.augment.config import OCCLUDER_NAMES, OccluderWeights
     from occtool.errors import ConfigError
 
@@ -29,7 +30,7 @@ def parse_occluders(text: str) -> dict[str, float]:
         if name not in OCCLUDER_NAMES:
             raise ConfigError(f"--occluders: unknown occluder {name!r}; valid: all, {', '.join(OCCLUDER_NAMES)}")
         try:
-            chosen[name] = float(value) if sep else defaults[name]
+            chosen[name] = float(value) if sep else (defaults[name] or 1.0)
         except ValueError:
             raise ConfigError(f"--occluders: {item!r}: the weight must be a number") from None
         if chosen[name] < 0:

@@ -167,8 +167,11 @@ class ImageLoader:
             raise DataError(f"mask {path}: expected {self.size_hw} like the images, got {vis.shape}")
         return vis
 
-    def view(self, index: int, rng: np.random.Generator, *, occlude: bool | None = None, flip: bool | None = None) -> View:
-        """One view; `occlude`/`flip` None: drawn from rng (synthesizer's keep_clean; flip 50%)."""
+    def view(self, index: int, rng: np.random.Generator, *, occlude: bool | None = None, flip: bool | None = None,
+             degrade: bool = False) -> View:
+        """One view; `occlude`/`flip` None: drawn from rng (synthesizer's keep_clean; flip 50%).
+        `degrade`: a clean view (occlude=False) also gets the synthesizer's image degradations
+        (occlusion.degrade; occluded views get them from the synthesizer itself)."""
         img = self.image(index)
         gt = self.mask(index)
         do_flip = bool(rng.random() < 0.5) if flip is None else flip
@@ -177,6 +180,8 @@ class ImageLoader:
             clean, occluded, vis, has = img, img, gt, True
         elif occlude is False or self.synthesizer is None:
             clean, occluded, vis, has = img, img, np.ones(img.shape[:2], np.float32), occlude is False
+            if degrade and self.synthesizer is not None:
+                occluded = self.synthesizer.degrade(img, rng)
         else:
             res = self.synthesizer(img, rng=rng)
             if occlude and res.occluder == "none":  # asked for an occluded view: draw again
@@ -320,8 +325,9 @@ def _cache_views(loader: ImageLoader, idx: list[int], cfg) -> tuple[list[np.ndar
     for i in idx:
         rng = view_rng(cfg.schedule.seed, 0x5EED, i)
         for v in range(d.cache_views):
-            if v < d.cache_clean_views:
-                view = loader.view(i, rng, occlude=False, flip=(v % 2 == 1) and d.flip)
+            if v < d.cache_clean_views:  # views 0 and 1 stay pristine (the teacher's); later clean ones
+                # get occlusion.degrade's image degradations when it is on
+                view = loader.view(i, rng, occlude=False, flip=(v % 2 == 1) and d.flip, degrade=v >= 2)
             else:
                 view = loader.view(i, rng, occlude=True)
             imgs.append(view.image)

@@ -18,7 +18,7 @@ SEEDS = range(12)
 
 
 def make(name: str, **kw):
-    if name == "medical_mask":
+    if name in ("medical_mask", "real_mask"):
         shared_or_skip("occluders", "masktheface", "masks.cfg")
     return create_occluder(name, **kw)
 

@@ -16,6 +16,7 @@ from occtool.augment import (
     SynthesisConfig,
     feature_mask,
 )
+from occtool.augment.occluders import default_occluder_weights
 from occtool.config import load_config
 from occtool.data.images import ImageRecord, list_identity_tree
 from occtool.errors import ConfigError
@@ -43,7 +44,9 @@ def test_probabilities_and_keep_clean(face):
 def test_all_default_occluders_are_drawn(masktheface_dir, face):
     s = OcclusionSynthesizer()
     seen = Counter(s(face, rng=np.random.default_rng(i)).occluder for i in range(300))
-    assert set(seen) == set(OCCLUDER_NAMES) | {"none"}
+    on_by_default = {n for n, w in default_occluder_weights().items() if w > 0}
+    assert "real_mask" in OCCLUDER_NAMES and "real_mask" not in on_by_default  # opt-in (issue 12)
+    assert set(seen) == on_by_default | {"none"}
 
 
 def test_config_errors():

@@ -16,6 +16,7 @@ from occtool.augment.occluders.eyeglasses import Eyeglasses
 from occtool.augment.occluders.steam import Steam
 from occtool.augment.occluders.liquid import Liquid
 from occtool.augment.occluders.visor import Visor
+from occtool.augment.occluders.real_mask import REAL_MASK_TYPES, RealMask  # weight 0 by default: appended last
 
 # isort: on
 from occtool.augment.occluders.common import TransparentOccluder
@@ -36,6 +37,8 @@ __all__ = [
     "Hand",
     "Liquid",
     "MedicalMask",
+    "REAL_MASK_TYPES",
+    "RealMask",
     "Rectangles",
     "Scarf",
     "Steam",

@@ -102,6 +102,12 @@ def _template_at(png: str, width: int) -> tuple[np.ndarray, float]:
 
 def face_anchor_points(frame: FaceFrame) -> tuple[np.ndarray, float]:
     """The six MaskTheFace face points (a..f, image coords [6, 2]) and tan(yaw) estimate."""
+    uv, t = face_anchor_uv(frame)
+    return frame.to_img(uv), t
+
+
+def face_anchor_uv(frame: FaceFrame) -> tuple[np.ndarray, float]:
+    """The six MaskTheFace face points a..f in face-frame (u in d, v in h) coords [6, 2], tan(yaw)."""
     t = float(np.clip(frame.nose_offset / _NOSE_DEPTH, -1.5, 1.5))
     grow = float(np.sqrt(1.0 + t * t))
     center = _CONTOUR_DEPTH * t
@@ -115,7 +121,7 @@ def face_anchor_points(frame: FaceFrame) -> tuple[np.ndarray, float]:
             [center + _HALF_WIDTH_LIP * grow, _V_LIP],  # f
         ]
     )
-    return frame.to_img(uv), t
+    return uv, t
 
 
 def template_variant(mask_type: str, nose_offset: float, turn_threshold: float, available) -> str:
@@ -124,6 +130,25 @@ def template_variant(mask_type: str, nose_offset: float, turn_threshold: float, 
     if nose_offset > turn_threshold and f"{mask_type}_right" in available:
         return f"{mask_type}_right"
     return mask_type
+
+
+def warp_template(png, anchors: np.ndarray, dst: np.ndarray, shape_hw: tuple[int, int], *, what: str = ""):
+    """Warp a template (anchors a..f [6, 2] in its pixels) onto the image points `dst` [6, 2]:
+    (layer float32 [H, W, 3] 0-255, alpha float32 [H, W] in [0, 1])."""
+    hgt, wid = shape_hw
+    face_width = float(np.hypot(*(dst[2] - dst[0])))
+    work = 1 << int(np.ceil(np.log2(max(64.0, 2.5 * face_width))))
+    tpl, scale = _template_at(str(png), work)
+    src = anchors * scale
+    hom, _ = cv2.findHomography(src.astype(np.float32), dst.astype(np.float32), 0)
+    if hom is None or not np.isfinite(hom).all():
+        raise DataError(f"could not fit mask template {what}")
+    warped = cv2.warpPerspective(
+        tpl, hom, (wid, hgt), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    alpha = np.clip(warped[..., 3], 0.0, 1.0)
+    layer = warped[..., :3] / np.maximum(alpha, 1e-6)[..., None]
+    return layer, alpha
 
 
 @register_occluder(default_weight=0.3)
@@ -173,18 +198,7 @@ class MedicalMask(Occluder):
         variant = template_variant(mask_type, frame.nose_offset, self.turn_threshold, self.templates)
         png, anchors = self.templates[variant]
         dst, _ = face_anchor_points(frame)
-        face_width = float(np.hypot(*(dst[2] - dst[0])))
-        work = 1 << int(np.ceil(np.log2(max(64.0, 2.5 * face_width))))
-        tpl, scale = _template_at(str(png), work)
-        src = anchors * scale
-        hom, _ = cv2.findHomography(src.astype(np.float32), dst.astype(np.float32), 0)
-        if hom is None or not np.isfinite(hom).all():
-            raise DataError(f"could not fit mask template {variant} to the landmarks {frame.landmarks.tolist()}")
-        warped = cv2.warpPerspective(
-            tpl, hom, (wid, hgt), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
-        )
-        alpha = np.clip(warped[..., 3], 0.0, 1.0)
-        layer = warped[..., :3] / np.maximum(alpha, 1e-6)[..., None]
+        layer, alpha = warp_template(png, anchors, dst, (hgt, wid), what=f"{variant} to the landmarks {frame.landmarks.tolist()}")
         # Light the mask like the face: scale by the lower face's brightness (mildly), jitter.
         _, lum = region_stats(image, frame, (-0.8, 0.8), (0.1, 1.0))
         shade = float(np.clip((lum / 150.0) ** 0.5, 0.6, 1.05)) * float(rng.uniform(*self.brightness))
