@@ -1,5 +1,5 @@
 """Rows of the same aligned LFW faces: medical_mask (the protocol's masks), real_mask, and
-real_mask + image degradations (issue 12), the settings `configs/lfw_head_only.yaml` trains with.
+real_mask + image degradations (issue 12), the settings `configs/lfw_real_masks.yaml` trains with.
 
     python examples/real_mask_sheet.py --out docs/real_occlusions.jpg
 """

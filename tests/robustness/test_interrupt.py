@@ -60,7 +60,8 @@ def test_real_sigint_to_a_running_augment(tmp_path):
     import sys
     import time
 
-    src = write_tree(tmp_path / "src", {f"P{i:02d}": 40 for i in range(10)})  # 400 images: seconds of work
+    src = write_tree(tmp_path / "src", {f"P{i:02d}": 40 for i in range(40)})  # 1,600 images: >= 5 s of work, so a
+    # loaded machine that polls late still signals a running job
     out = tmp_path / "aug"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "occtool.cli.app", "augment", str(src), "--out", str(out),

@@ -183,11 +183,11 @@ def test_cli_train_and_resume(synthetic_tree, tmp_path, capsys):
 
 
 def test_shipped_configs_load():
-    for name in ("smoke.yaml", "lfw_head_only.yaml", "lfw_head_only_dev.yaml", "lfw_qaconv.yaml", "gpu_full.yaml"):
+    for name in ("smoke.yaml", "lfw_head_only.yaml", "lfw_head_only_dev.yaml", "lfw_real_masks.yaml", "lfw_qaconv.yaml", "gpu_full.yaml"):
         cfg = load_config(TrainConfig, yaml_path=REPO / "configs" / name)
         assert cfg.data.p >= 2
-    demo = load_config(TrainConfig, yaml_path=REPO / "configs" / "lfw_head_only.yaml")
-    assert demo.data.occlusion.weights.real_mask > 0 and demo.data.occlusion.degrade.p > 0  # issue 12
+    real = load_config(TrainConfig, yaml_path=REPO / "configs" / "lfw_real_masks.yaml")
+    assert real.data.occlusion.weights.real_mask > 0 and real.data.occlusion.degrade.p > 0  # issue 12
 
 
 def test_qaconv_options_tiny_run_lowers_the_qaconv_losses(lfw_six, tmp_path):
