@@ -66,7 +66,10 @@ def test_real_sigint_to_a_running_augment(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "occtool.cli.app", "augment", str(src), "--out", str(out),
                              "--occluders", "rectangles", "--workers", "1"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # as from a terminal: a test worker may run with SIGINT ignored, which a
+                            # child inherits (Python then installs no KeyboardInterrupt handler)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while not list((out / "masks7").rglob("*.npy")) and time.time() < deadline:  # working on images
         time.sleep(0.05)
