@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import copy
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +48,19 @@ def onnx_session(path: str | Path, *, threads: int = 0):
         raise OcctoolError(f"{path}: not a loadable ONNX model ({type(exc).__name__}: {str(exc)[:160]})") from None
 
 
+def export_graph(model: OcclusionClassifier, path: str | Path, *, opset: int = 17) -> Path:
+    """The classifier with its softmax as an ONNX graph at `path` (atomic, dynamic batch, occtool
+    metadata): the one writer of `classify export` and the graph cache of `--runtime`.
+    ExportError with the exporter's reason when it cannot export."""
+    from occtool.models.export import export_module
+
+    return export_module(_WithSoftmax(copy.deepcopy(model).cpu().eval()).eval(), path,
+                         example=torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE), output_names=[OUTPUT_NAME],
+                         dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                         metadata={"occtool_kind": "classifier", "occtool_arch": str(model.arch)},
+                         what=f"classifier {model.arch}", opset=opset)
+
+
 def export_onnx(model: OcclusionClassifier, path: str | Path, *, check_inputs: np.ndarray, opset: int = 17) -> dict:
     """Export `model` to `path` (atomically) and compare with PyTorch on `check_inputs`
     (float32 [B, 3, 224, 224], B >= 2 so that the dynamic batch is exercised).
@@ -56,27 +68,10 @@ def export_onnx(model: OcclusionClassifier, path: str | Path, *, check_inputs: n
     Returns {"max_abs_prob_diff", "argmax_agree", "n", "opset", "bytes"}; OcctoolError when the
     probabilities differ by 1e-4 or more.
     """
-    from occtool.io import atomic_save
-
     x = np.ascontiguousarray(check_inputs, np.float32)
     if x.ndim != 4 or x.shape[1:] != (3, INPUT_SIZE, INPUT_SIZE) or len(x) < 2:
         raise ShapeError(f"check_inputs: expected float32 [B>=2, 3, {INPUT_SIZE}, {INPUT_SIZE}], got {x.shape}")
-    wrapped = _WithSoftmax(copy.deepcopy(model).cpu().eval()).eval()
-    dummy = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
-
-    def save(tmp: str) -> None:
-        with warnings.catch_warnings():  # the TorchScript exporter's deprecation notices
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            _export(tmp)
-
-    def _export(tmp: str) -> None:
-        torch.onnx.export(
-            wrapped, (dummy,), tmp, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, opset_version=opset, dynamo=False,
-        )
-
-    atomic_save(path, save)
+    export_graph(model, path, opset=opset)
     ours = onnx_session(path).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
     ref = torch_probabilities(model.cpu(), x)
     diff = float(np.abs(ours - ref).max())

@@ -12,7 +12,6 @@ disagrees, is an ExportError with `onnxruntime` and runs in PyTorch with `auto`
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
@@ -76,18 +75,10 @@ class GraphPredictor:
 
     def _export(self) -> None:
         """The graph file, unless the cache has it (ExportError with the exporter's reason)."""
-        import torch
-
-        from occtool.classify.export import INPUT_NAME, OUTPUT_NAME, _WithSoftmax
-        from occtool.classify.geometry import INPUT_SIZE
-        from occtool.models.export import export_module
+        from occtool.classify.export import export_graph
 
         if not self.path.is_file():
-            export_module(_WithSoftmax(copy.deepcopy(self.model).cpu()).eval(), self.path,
-                          example=torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE), output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                          metadata={"occtool_kind": "classifier", "occtool_arch": str(self.model.arch)},
-                          what=f"classifier {self.model.arch}")
+            export_graph(self.model, self.path)
 
     def _checked_session(self, x: np.ndarray):
         """A session on the graph, compared with PyTorch on `x` and its mirror (a batch of >= 2
