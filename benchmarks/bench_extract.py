@@ -3,20 +3,20 @@
 On the same N aligned LFW files and the same MobileFaceNet, for 1 and 2 threads:
 - ``bare_ort``: a bare ONNX Runtime session on occtool's exported graph, inputs already decoded
   and preprocessed in memory (the engine alone; the best of batch 1, 8 and 32);
-- ``occtool_ort``: `extract_features(runtime="onnxruntime")`: files read, hashed, decoded,
-  preprocessed (in a prefetch thread) and run through the same graph;
+- ``occtool_ort``: `extract_features(runtime="onnxruntime", threads=T)`: files read, hashed, decoded,
+  preprocessed and run through the same graph (one thread: decode-ahead in a prefetch thread; T
+  threads: T data-parallel workers on one-thread session calls, `occtool.runtime.parallel`);
 - ``occtool_torch``: `extract_features(runtime="torch")`, today's PyTorch path (fused BatchNorm,
   channels-last), torch.set_num_threads(threads).
 No flip TTA and no feature cache for the ratio (one forward per image in every column, as the
 bare session does); `--flip` adds the eval-gallery setting (image + mirror, match maps) as extra rows.
 Prints images/s and the ratios occtool_ort / bare_ort and occtool_ort / occtool_torch; `uptime`
 load before and after (the machine is shared: compare ratios measured in the same run).
-With `--detector N`: the same for RetinaFace on N raw LFW photos (250x250): files -> detections
-as align's workers run them (each file decoded in a prefetch thread while `RetinaFaceDetector.detect`
-runs on the one before: `occtool.runtime.prefetch`, under extraction's setting
-`occtool.evaluation.extract.PREFETCH`) with each runtime, beside a bare session on the same exported
-RetinaFace graph (inputs decoded and converted in memory); `ort_serial` is the ONNX Runtime
-detector with decode and detect one after the other.
+With `--detector N`: RetinaFace on N raw LFW photos (250x250), beside a bare session with T
+intra-op threads on the same exported graph (inputs decoded and converted in memory):
+``occtool_ort``, files -> detections as `occtool align --workers T` runs them (decode-ahead for one
+worker, else T worker threads sharing one detector); ``align_ort`` / ``align_torch``, the whole
+`align_tree` (files -> aligned crops written; torch: T worker processes), images/s after start-up.
 
     .venv/bin/python benchmarks/bench_extract.py [--images 512 --batch 32 --threads 1,2 --rounds 2]
 """
@@ -48,13 +48,27 @@ def _rate(fn, n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def _bench_detector(args, graph_dir: Path) -> list[dict]:
+def _align_rate(paths: list[Path], workers: int, runtime: str) -> float:
+    """`occtool align`'s images/s after start-up (files -> aligned crops written) on `paths`."""
+    from occtool.align.tree import AlignConfig, align_tree
+
+    with tempfile.TemporaryDirectory(prefix="bench-align-") as tmp:
+        src, out = Path(tmp) / "src", Path(tmp) / "out"
+        for p in paths:
+            (src / p.parent.name).mkdir(parents=True, exist_ok=True)
+            (src / p.parent.name / p.name).symlink_to(p)
+        out.mkdir()
+        metrics = align_tree(src, out, AlignConfig(workers=workers, runtime=runtime, device="cpu")).metrics
+    return metrics["images_per_s_after_startup"]
+
+
+def _bench_detector(args) -> list[dict]:
     from occtool.data.images import read_image_rgb
     from occtool.detect import RetinaFaceDetector
     from occtool.detect.retinaface import BGR_MEAN
     from occtool.resources import shared_root
     from occtool.runtime import make_session
-    from occtool.evaluation.extract import _prefetch
+    from occtool.runtime.parallel import ordered_map
     from occtool.runtime.prefetch import prefetched
 
     paths = sorted((shared_root() / "data" / "lfw" / "images").rglob("*.jpg"))[: args.detector]
@@ -62,35 +76,37 @@ def _bench_detector(args, graph_dir: Path) -> list[dict]:
     mean = np.array(BGR_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
     xs = [np.ascontiguousarray(read_image_rgb(p)[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32) - mean
           for p in paths]
-    print(f"== RetinaFace, {n} raw LFW photos (250x250), files -> detections; load {os.getloadavg()[0]:.2f}")
+    print(f"== RetinaFace, {n} raw LFW photos (250x250); load {os.getloadavg()[0]:.2f}")
+    det = RetinaFaceDetector(runtime="onnxruntime", threads=1)  # align's: one-thread calls, shared by its workers
+    det.detect(read_image_rgb(paths[0]))  # export / check / warm-up
     for t in [int(v) for v in args.threads.split(",")]:
-        torch.set_num_threads(t)
-        det = {rt: RetinaFaceDetector(runtime=rt, threads=t, graph_dir=graph_dir) for rt in ("torch", "onnxruntime")}
-        for d in det.values():
-            d.detect(read_image_rgb(paths[0]))  # export / check / warm-up
-        sess = make_session(det["onnxruntime"]._graph.path, threads=t)
+        torch.set_num_threads(1)
+        sess = make_session(det._graph.path, threads=t)
 
         def bare():
             for x in xs:
                 sess.run(None, {"input": x})
 
-        rates: dict[str, list[float]] = {"bare_ort": [], "occtool_ort": [], "occtool_torch": [], "ort_serial": []}
+        def detect_files():  # as align runs them: decode-ahead with one worker, else worker threads
+            if t == 1:
+                return [det.detect(img) for _, img in prefetched(read_image_rgb, paths)]
+            return list(ordered_map(lambda p: det.detect(read_image_rgb(p)), paths, workers=t))
+
+        rates: dict[str, list[float]] = {"bare_ort": [], "occtool_ort": [], "align_ort": [], "align_torch": []}
         for _ in range(args.rounds):
             rates["bare_ort"].append(_rate(bare, n))
-            for rt in ("onnxruntime", "torch"):
-                files = (prefetched(read_image_rgb, paths) if _prefetch(t) else
-                         ((p, read_image_rgb(p)) for p in paths))
-                rates["occtool_" + ("ort" if rt == "onnxruntime" else rt)].append(
-                    _rate(lambda: [det[rt].detect(img) for _, img in files], n))
-            rates["ort_serial"].append(_rate(lambda: [det["onnxruntime"].detect(read_image_rgb(p)) for p in paths], n))
+            rates["occtool_ort"].append(_rate(detect_files, n))
+            rates["align_ort"].append(_align_rate(paths, t, "onnxruntime"))
+            rates["align_torch"].append(_align_rate(paths, t, "torch"))
         row = {k: max(v) for k, v in rates.items()} | {"threads": t, "load": os.getloadavg()[0]}
         row["ort_vs_bare"] = row["occtool_ort"] / row["bare_ort"]
-        row["ort_vs_torch"] = row["occtool_ort"] / row["occtool_torch"]
+        row["align_ort_vs_bare"] = row["align_ort"] / row["bare_ort"]
+        row["align_ort_vs_torch"] = row["align_ort"] / row["align_torch"]
         rows.append(row)
-        print(f"   {t} thread(s): bare ORT {row['bare_ort']:7.1f} img/s | occtool ORT {row['occtool_ort']:7.1f} "
-              f"({row['ort_vs_bare']:.2f}x bare) | occtool torch {row['occtool_torch']:7.1f} -> ORT/torch "
-              f"{row['ort_vs_torch']:.2f}x | ORT without prefetch {row['ort_serial']:7.1f} ({row['ort_serial'] / row['bare_ort']:.2f}x bare)"
-              f"   (load {row['load']:.2f})")
+        print(f"   {t} thread(s): bare ORT {row['bare_ort']:7.1f} img/s | occtool ORT files -> detections "
+              f"{row['occtool_ort']:7.1f} ({row['ort_vs_bare']:.2f}x bare) | align ORT {row['align_ort']:7.1f} "
+              f"({row['align_ort_vs_bare']:.2f}x bare) | align torch {row['align_torch']:7.1f} -> ORT/torch "
+              f"{row['align_ort_vs_torch']:.2f}x   (load {row['load']:.2f})")
     return rows
 
 
@@ -105,7 +121,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", default=None)
     ap.add_argument("--detector", type=int, default=0, help="also RetinaFace on this many raw LFW photos")
     args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-extract-") as tmp:  # the exported graphs
+        return _bench(args, Path(tmp))
 
+
+def _bench(args, graph_dir: Path) -> dict:
     from occtool.evaluation import extract_features, model_identity
     from occtool.models import build_backbone, default_weights, preprocess
     from occtool.data.images import read_image_rgb
@@ -116,7 +136,6 @@ def main(argv: list[str] | None = None) -> dict:
     weights = default_weights("mobilefacenet")
     model = build_backbone("mobilefacenet", weights=weights).eval()
     key = model_identity(backbone="mobilefacenet", weights_file=weights, flip=False, kind="backbone")
-    graph_dir = Path(tempfile.mkdtemp(prefix="bench-extract-"))
     # export + check once (not timed), on the real faces
     extract_features(paths[:16], model=model, device="cpu", runtime="onnxruntime", flip=False, with_maps=False,
                      graph_dir=graph_dir, model_key=key, threads=1)
@@ -157,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.flip:
         print("   (flip rows: the bare column is halved, since each image runs twice)")
     if args.detector:
-        res["detector"] = _bench_detector(args, graph_dir)
+        res["detector"] = _bench_detector(args)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
     return res

@@ -5,6 +5,7 @@ image it is used for (max abs difference of every output <= `DETECTOR_TOL`)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ class DetectorGraph:
         self.path = Path(graph_dir or default_graph_dir()) / f"retinaface-{file_sha1(weights_file)[:20]}.onnx"
         self.session = None
         self.check: dict[str, float] | None = None
+        self._lock = threading.Lock()  # align's worker threads share one graph: export and check once
 
     def _open(self, x: np.ndarray) -> None:
         """Export (unless cached), then check against PyTorch on `x`; ExportError when they disagree."""
@@ -56,6 +58,10 @@ class DetectorGraph:
         from occtool.models.export import INPUT_NAME
 
         x = np.ascontiguousarray(x, dtype=np.float32)  # a no-op for `to_network_input`'s arrays
-        if self.session is None:
-            self._open(x)
-        return self.session.run(None, {INPUT_NAME: x})
+        session = self.session
+        if session is None:
+            with self._lock:
+                if self.session is None:
+                    self._open(x)
+                session = self.session
+        return session.run(None, {INPUT_NAME: x})

@@ -8,6 +8,7 @@ mean (104, 117, 123), no scaling, at the image's own size (optionally downscaled
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,17 +239,19 @@ class RetinaFaceDetector:
         self.top_k = int(top_k)
         self.keep_top_k = int(keep_top_k)
         self._priors: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._priors_lock = threading.Lock()  # detect may run in several threads (align's workers)
 
     def priors(self, height: int, width: int) -> np.ndarray:
         """Priors [N, 4] for an input size, cached (the 16 most recent sizes)."""
         key = (int(height), int(width))
-        cached = self._priors.get(key)
-        if cached is None:
-            cached = self._priors[key] = make_priors(*key)
-            while len(self._priors) > 16:
-                self._priors.popitem(last=False)
-        else:
-            self._priors.move_to_end(key)
+        with self._priors_lock:
+            cached = self._priors.get(key)
+            if cached is None:
+                cached = self._priors[key] = make_priors(*key)
+                while len(self._priors) > 16:
+                    self._priors.popitem(last=False)
+            else:
+                self._priors.move_to_end(key)
         return cached
 
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

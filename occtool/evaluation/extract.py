@@ -407,10 +407,9 @@ def _run_batches(run: _Run, unique: list[int], model, *, spec, device, flip, wit
         report(progress, min(done, n), n)
 
 
-# Decode ahead in a background thread: True, False, or "auto" (only when ONNX Runtime's threads
-# leave a core free, since a decoding thread on one of its cores can stall its parallel regions).
-# True: measured on 2 shared cores with 2 intra-op threads, decode-ahead was 2-5% faster than
-# decoding between batches (ONNX Runtime's 2 threads do not keep both cores busy).
+# With one thread: decode ahead in a background thread: True, False, or "auto" (only when ONNX
+# Runtime's thread leaves a core free). With more, `_run_graph_batches` runs data-parallel
+# workers instead (`occtool.runtime.parallel`), each decoding its own batches.
 PREFETCH = True
 
 
@@ -442,9 +441,12 @@ def _load_batch(paths: list[Path], idx: list[int], spec, flip: bool):
 
 
 def _run_graph_batches(run: _Run, unique: list[int], model, graph, *, spec, flip, with_maps, jacobian, batch_size,
-                       progress, done: int, prefetch: bool = True) -> None:
-    """The ONNX Runtime path: with `prefetch`, batch k+1 is decoded and preprocessed in a background
-    thread while the graph runs batch k (`occtool.runtime.prefetch`); without, one after the other."""
+                       progress, done: int, prefetch: bool = True, workers: int = 1) -> None:
+    """The ONNX Runtime path. `workers` > 1: that many threads, each decoding a batch and running it
+    through the graph (a session with one intra-op thread: `occtool.runtime.parallel`); one worker:
+    with `prefetch`, batch k+1 is decoded in a background thread while the graph runs batch k
+    (`occtool.runtime.prefetch`), without, one after the other."""
+    from occtool.runtime.parallel import ordered_map
     from occtool.runtime.prefetch import prefetched
 
     n = len(run.paths)
@@ -453,12 +455,21 @@ def _run_graph_batches(run: _Run, unique: list[int], model, graph, *, spec, flip
     def load(idx):
         return _load_batch(run.paths, idx, spec, flip)
 
-    for idx, (good, errors, x) in prefetched(load, batches) if prefetch else ((b, load(b)) for b in batches):
+    def infer(loaded):
+        good, errors, x = loaded
+        res = None if x is None else _graph_outputs(model, graph.run(x), views=2 if flip else 1, with_maps=with_maps,
+                                                     jacobian=jacobian)
+        return good, errors, res
+
+    if workers > 1:
+        stream = ordered_map(lambda idx: infer(load(idx)), batches, workers=workers)
+    else:
+        stream = ((idx, infer(loaded)) for idx, loaded in (prefetched(load, batches) if prefetch else
+                                                           ((b, load(b)) for b in batches)))
+    for idx, (good, errors, res) in stream:
         run.errors.extend(errors)
-        if x is not None:
-            res = _graph_outputs(model, graph.run(x), views=2 if flip else 1, with_maps=with_maps, jacobian=jacobian)
-            for j, (i, rs) in enumerate(good):
-                run.remember(i, {key: res[key][j].numpy() for key in run.needed}, rs)
+        for j, (i, rs) in enumerate(good):
+            run.remember(i, {key: res[key][j].numpy() for key in run.needed}, rs)
         done += len(idx)
         report(progress, min(done, n), n)
 
@@ -531,7 +542,8 @@ def extract_features(
     `with_contributions`: also the visibility-matched embedding's inputs (FaceModel only).
     `runtime`: "torch", "onnxruntime" or "auto" (module doc; `Features.runtime` says which ran;
     auto uses ONNX Runtime only for a model with a `model_key`, whose graph can be cached);
-    `threads`: intra-op threads of ONNX Runtime (None: `occtool.runtime.default_threads()`).
+    `threads`: cores for ONNX Runtime (None: `occtool.runtime.default_threads()`): that many data-parallel
+    workers, each running its batches through a one-thread session (`occtool.runtime.parallel`).
     `graph_dir`: where the exported graph is kept, as `<model_key>.onnx` (default `<cache_dir>/onnx`
     with a cache_dir; without either, or without a model_key, it is exported for this call only).
     """
@@ -574,9 +586,10 @@ def _run_unique(run: _Run, unique, model, *, runtime, threads, device, flip, wit
     graph = None
     # auto skips a model without a fingerprint (random weights: tests, smoke runs): its graph could
     # not be cached, and exporting costs more than the few images such runs extract
+    workers = resolve_threads(threads)  # ONNX Runtime: data-parallel one-thread sessions (parallel.py)
     if unique and resolve_runtime(runtime, device) == "onnxruntime" and (runtime != "auto" or model_key):
         graph = _open_graph(model, runtime, paths=run.paths, unique=unique, spec=spec, flip=flip,
-                            threads=resolve_threads(threads), graph_dir=graph_dir, model_key=model_key)
+                            threads=1, graph_dir=graph_dir, model_key=model_key)
     if graph is None:
         from occtool.models import inference_copy
 
@@ -590,7 +603,7 @@ def _run_unique(run: _Run, unique, model, *, runtime, threads, device, flip, wit
         with torch_threads(1):
             _run_graph_batches(run, unique, model, graph, spec=spec, flip=flip, with_maps=with_maps,
                                jacobian=jacobian, batch_size=min(batch_size, ORT_BATCH), progress=progress, done=done,
-                               prefetch=_prefetch(resolve_threads(threads)))
+                               prefetch=_prefetch(workers), workers=workers)
     finally:
         graph.close()
     return "onnxruntime"

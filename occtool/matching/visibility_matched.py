@@ -140,15 +140,11 @@ def _pair_weights(vpv, vgv, mass_p, mass_g, out) -> tuple[torch.Tensor, torch.Te
 def _matched_scores(cp, cg, vp, vg, *, bias, views: int, block_bytes: int) -> torch.Tensor:
     """contributions cp [P, VL, D], cg [G, VL, D], visibility vp [P, VL], vg [G, VL] -> [P, G].
 
-    Per block of p probes x g gallery images: the pair weights w [p, g, VL], then both sides'
-    embeddings without the bias as batched GEMMs (x_p = w cp: p products [g, VL] x [VL, D]; x_g:
-    g products [p, VL] x [VL, D]), and the cosine of raw = x + B (B = V b) from three reductions
-    over D and two matrix-vector products for the bias terms:
-
-        <raw_p, raw_g> = <x_p, x_g> + <B, x_p> + <B, x_g> + |B|^2,   |raw|^2 = |x|^2 + 2 <B, x> + |B|^2
-
-    with <B, x_p> = w (cp B) ([g, VL] x [VL] per probe): no [p, g, D] pass for the bias. The
-    GEMMs write into buffers reused by every block (no allocation of block-sized tensors).
+    Per block of p probes x g gallery images: the pair weights w [p, g, VL], then both sides' raw
+    embeddings as batched GEMMs with the bias folded in as one more location of weight 1 and
+    contribution B = V b (raw_p = [w, 1] [cp; B]: p products [g, VL+1] x [VL+1, D]; raw_g: g
+    products [p, VL+1] x [VL+1, D]), then the cosine from three reductions over D. The GEMMs write
+    into buffers reused by every block (no allocation of block-sized tensors).
     With several torch threads on the CPU, the gallery blocks are shared out between that many
     Python threads, each running its blocks single-threaded (the blocks' ops are too small for
     intra-op threads, which stall each other on a busy machine); the scores are the same."""
@@ -160,10 +156,8 @@ def _matched_scores(cp, cg, vp, vg, *, bias, views: int, block_bytes: int) -> to
     workers = min(torch.get_num_threads(), len(starts)) if cp.device.type == "cpu" else 1
     out = torch.empty((num_p, num_g), device=cp.device)
     with torch_threads(1) if workers > 1 else contextlib.nullcontext():  # every op single-threaded
-        cp, cg = cp.float(), cg.float()
         vpv, vgv = vp.unflatten(1, (views, -1)), vg.unflatten(1, (views, -1))  # [N, V, L]
-        side = dict(cp=cp, cg=cg, vpv=vpv, vgv=vgv, mass_p=vpv.sum(-1), mass_g=vgv.sum(-1), bias=bias,
-                    bb=float(bias @ bias), cpb=(cp @ bias)[..., None])  # cpb [P, VL, 1]: <c[l], B>
+        side = dict(cp=cp, cg=cg, vpv=vpv, vgv=vgv, mass_p=vpv.sum(-1), mass_g=vgv.sum(-1), bias=bias.float())
         if workers <= 1:
             _score_blocks(out, starts, bp, bg, **side)
             return out
@@ -177,26 +171,35 @@ def _matched_scores(cp, cg, vp, vg, *, bias, views: int, block_bytes: int) -> to
     return out
 
 
-def _score_blocks(out, starts, bp: int, bg: int, *, cp, cg, vpv, vgv, mass_p, mass_g, bias, bb, cpb) -> None:
+def _with_bias(buf: torch.Tensor, contrib: torch.Tensor) -> torch.Tensor:
+    """buf [>= n, VL+1, D] (its last location already B) <- contrib [n, VL, D] -> the [n, VL+1, D] view."""
+    n, vl = contrib.shape[:2]
+    buf[:n, :vl].copy_(contrib)
+    return buf[:n]
+
+
+def _score_blocks(out, starts, bp: int, bg: int, *, cp, cg, vpv, vgv, mass_p, mass_g, bias) -> None:
     """Fill out[:, t:t+bg] for the gallery blocks starting at `starts` (see `_matched_scores`)."""
-    num_p, num_g, dim = cp.shape[0], cg.shape[0], cp.shape[2]
-    bufs = [torch.empty(shape, device=cp.device) for shape in ((bp, bg, dim), (bg, bp, dim), (bp, bg, *vpv.shape[1:]))]
+    num_p, num_g, vl, dim = cp.shape[0], cg.shape[0], cp.shape[1], cp.shape[2]
+    dev = cp.device
+    cp_buf, cg_buf = torch.empty((bp, vl + 1, dim), device=dev), torch.empty((bg, vl + 1, dim), device=dev)
+    cp_buf[:, vl], cg_buf[:, vl] = bias, bias
+    xp_buf, xg_buf = torch.empty(bp * bg * dim, device=dev), torch.empty(bp * bg * dim, device=dev)
+    w_buf = torch.empty(bp * bg * (vl + 1), device=dev)
     for t in starts:
         u = min(num_g, t + bg)
-        cgb = (cg[t:u] @ bias)[..., None]  # [g, VL, 1], while the block is read anyway
+        cgb = _with_bias(cg_buf, cg[t:u])  # [g, VL+1, D], once per gallery block
         for s in range(0, num_p, bp):
             e = min(num_p, s + bp)
             n_p, n_g = e - s, u - t
-            xp_buf, xg_buf, w_buf = (b.view(-1)[: n_p * n_g * b[0, 0].numel()] for b in bufs)
-            w, ok = _pair_weights(vpv[s:e], vgv[t:u], mass_p[s:e], mass_g[t:u], w_buf.view(n_p, n_g, *vpv.shape[1:]))
-            wt = w.transpose(0, 1)  # [g, p, VL]: the gallery side's batch (a view)
-            x_p = torch.bmm(w, cp[s:e], out=xp_buf.view(n_p, n_g, dim))  # [p, g, D]
-            x_g = torch.bmm(wt, cg[t:u], out=xg_buf.view(n_g, n_p, dim)).transpose(0, 1)  # [p, g, D] (a view)
-            bx_p = torch.bmm(w, cpb[s:e])[..., 0]  # [p, g]: <B, x_p>
-            bx_g = torch.bmm(wt, cgb)[..., 0].T  # [p, g]: <B, x_g>
-            sq_p = torch.linalg.vector_norm(x_p, dim=-1).square_().add_(bx_p, alpha=2).add_(bb)
-            sq_g = torch.linalg.vector_norm(x_g, dim=-1).square_().add_(bx_g, alpha=2).add_(bb)
-            dot = x_p.mul_(x_g).sum(-1).add_(bx_p).add_(bx_g).add_(bb)
+            w_all = w_buf[: n_p * n_g * (vl + 1)].view(n_p, n_g, vl + 1)
+            w_all[..., vl] = 1.0  # the bias location
+            _, ok = _pair_weights(vpv[s:e], vgv[t:u], mass_p[s:e], mass_g[t:u], w_all[..., :vl].unflatten(2, vpv.shape[1:]))
+            raw_p = torch.bmm(w_all, _with_bias(cp_buf, cp[s:e]), out=xp_buf[: n_p * n_g * dim].view(n_p, n_g, dim))
+            raw_g = torch.bmm(w_all.transpose(0, 1), cgb, out=xg_buf[: n_p * n_g * dim].view(n_g, n_p, dim)).transpose(0, 1)
+            sq_p = torch.linalg.vector_norm(raw_p, dim=-1).square_()
+            sq_g = torch.linalg.vector_norm(raw_g, dim=-1).square_()
+            dot = raw_p.mul_(raw_g).sum(-1)
             out[s:e, t:u] = dot.div_(sq_p.mul_(sq_g).sqrt_().clamp_min_(1e-12)).mul_(ok)
 
 

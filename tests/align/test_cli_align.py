@@ -34,9 +34,10 @@ def raw_tree(tmp_path: Path) -> Path:
     return root
 
 
-def test_align_tree_end_to_end_with_two_workers(raw_tree: Path, tmp_path: Path):
+@pytest.mark.parametrize("runtime", ["auto", "torch"])  # threads in this process / worker processes
+def test_align_tree_end_to_end_with_two_workers(raw_tree: Path, tmp_path: Path, runtime: str):
     out = tmp_path / "aligned"
-    assert run(["align", str(raw_tree), "--out", str(out), "--workers", "2"]) == 0
+    assert run(["align", str(raw_tree), "--out", str(out), "--workers", "2", "--runtime", runtime]) == 0
     faces = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*"))
     expected = sorted(f"{p}/{f.name}" for p in PEOPLE for f in (raw_tree / p).iterdir() if f.is_symlink())
     assert faces == expected and len(faces) == 6
@@ -108,3 +109,19 @@ def test_output_names():
     assert output_name("a.jpg", "jpg", 1) == "a_1.jpg"
     # two sources that would share an output name keep their full names
     assert plan_output_names(["p/a.png", "p/a.jpg", "q/a.png", "p/b.bmp"], "jpg") == ["a.png.jpg", "a.jpg.jpg", "a.jpg", "b.jpg"]
+
+
+def test_onnxruntime_workers_are_threads_with_the_same_output(raw_tree: Path, tmp_path: Path, monkeypatch):
+    """With ONNX Runtime, `--workers 2` runs two threads in this process (no process pool) and
+    writes exactly what one worker writes."""
+    import occtool.align.tree as tree
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert run(["align", str(raw_tree), "--out", str(one), "--workers", "1", "--runtime", "onnxruntime"]) == 0
+    monkeypatch.setattr(tree.mp, "get_context", lambda *a: pytest.fail("a process pool was started"))
+    assert run(["align", str(raw_tree), "--out", str(two), "--workers", "2", "--runtime", "onnxruntime"]) == 0
+    assert (one / "landmarks.csv").read_text() == (two / "landmarks.csv").read_text()
+    faces = sorted(p.relative_to(one) for p in one.glob("*/*"))
+    assert len(faces) == 6 and faces == sorted(p.relative_to(two) for p in two.glob("*/*"))
+    assert all((one / f).read_bytes() == (two / f).read_bytes() for f in faces)
+    assert json.loads((two / "metrics.json").read_text())["runtime"] == "onnxruntime"

@@ -41,6 +41,26 @@ def test_runtimes_agree_on_real_faces(face_model, tiny_tree):
         assert float((x - y).abs().max()) < 1e-4, name
 
 
+def test_parallel_workers_give_the_same_features_in_the_same_rows(face_model, tiny_tree, tmp_path, monkeypatch):
+    """threads=2: two data-parallel workers on one-thread sessions (`occtool.runtime.parallel`);
+    every row must be the image's own, as with one thread, bad images included."""
+    import occtool.runtime.parallel as parallel
+
+    calls = []
+    real = parallel.ordered_map
+    monkeypatch.setattr(parallel, "ordered_map", lambda *a, **k: calls.append(k["workers"]) or real(*a, **k))
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    paths = [*_paths(tiny_tree)[:3], bad, *_paths(tiny_tree)[3:]]
+    kw = dict(model=face_model, device="cpu", batch_size=2, with_contributions=True, runtime="onnxruntime")
+    one = extract_features(paths, threads=1, **kw)
+    two = extract_features(paths, threads=2, **kw)
+    assert calls == [2]
+    assert one.ok_mask.tolist() == two.ok_mask.tolist() and not two.ok_mask[3] and two.errors == one.errors
+    for name in FIELDS:
+        assert torch.equal(getattr(one, name), getattr(two, name)), name
+
+
 def test_bad_image_is_a_row_not_a_crash(face_model, tiny_tree, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
