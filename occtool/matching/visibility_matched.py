@@ -137,65 +137,86 @@ def _pair_weights(vpv, vgv, mass_p, mass_g, out) -> tuple[torch.Tensor, torch.Te
     return out.flatten(2), (shared >= MIN_OVERLAP).all(-1)
 
 
+# GEMM depth multiple: [g, K] x [K, D] products with K = 104 run 1.4x the rate of K = 99 here
+# (the packed kernels work in steps of 8), so VL+1 is padded with zero locations
+K_STEP = 8
+PROBE_CHUNK_BYTES = 256 * 2**20  # the probes' padded copy is made per chunk of at most this
+
+
+def _padded(contrib: torch.Tensor, bias: torch.Tensor, k: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """contrib [n, VL, D] -> [n, K, D] float32: the contributions, then B (the bias location, whose
+    weight is 1), then zeros; written into `out` (at least [n, K, D], allocated when None)."""
+    n, vl = contrib.shape[:2]
+    buf = torch.empty((n, k, bias.numel()), device=bias.device) if out is None else out[:n]
+    buf[:, :vl].copy_(contrib)
+    buf[:, vl] = bias
+    buf[:, vl + 1:] = 0.0
+    return buf
+
+
 def _matched_scores(cp, cg, vp, vg, *, bias, views: int, block_bytes: int) -> torch.Tensor:
     """contributions cp [P, VL, D], cg [G, VL, D], visibility vp [P, VL], vg [G, VL] -> [P, G].
 
-    Per block of p probes x g gallery images: the pair weights w [p, g, VL], then both sides' raw
-    embeddings as batched GEMMs with the bias folded in as one more location of weight 1 and
-    contribution B = V b (raw_p = [w, 1] [cp; B]: p products [g, VL+1] x [VL+1, D]; raw_g: g
-    products [p, VL+1] x [VL+1, D]), then the cosine from three reductions over D. The GEMMs write
-    into buffers reused by every block (no allocation of block-sized tensors).
+    Both sides' raw embeddings are batched GEMMs with the bias folded in as one more location
+    of weight 1 and contribution B = V b, padded with zero locations to K (a multiple of K_STEP):
+    raw_p = [w, 1, 0] [cp; B; 0]. Per block of p probes x g gallery images: the pair weights
+    w [p, g, K], then raw_p (p products [g, K] x [K, D]) and raw_g (g products [p, K] x [K, D])
+    into buffers reused by every block, then the cosine from three reductions over D. The
+    probes' padded copy is made once per chunk of probes, each gallery block's once per chunk.
     With several torch threads on the CPU, the gallery blocks are shared out between that many
     Python threads, each running its blocks single-threaded (the blocks' ops are too small for
     intra-op threads, which stall each other on a busy machine); the scores are the same."""
     from occtool.runtime import torch_threads
 
-    num_p, num_g, dim = cp.shape[0], cg.shape[0], cp.shape[2]
+    num_p, num_g, vl, dim = cp.shape[0], cg.shape[0], cp.shape[1], cp.shape[2]
+    k = -(-(vl + 1) // K_STEP) * K_STEP
     bp, bg = _block_sizes(num_p, num_g, dim, block_bytes)
+    chunk = max(bp, PROBE_CHUNK_BYTES // (4 * k * dim) // bp * bp)
     starts = list(range(0, num_g, bg))
     workers = min(torch.get_num_threads(), len(starts)) if cp.device.type == "cpu" else 1
     out = torch.empty((num_p, num_g), device=cp.device)
+    bias = bias.float()
+    vpv, vgv = vp.unflatten(1, (views, -1)), vg.unflatten(1, (views, -1))  # [N, V, L]
+    mass_p, mass_g = vpv.sum(-1), vgv.sum(-1)
     with torch_threads(1) if workers > 1 else contextlib.nullcontext():  # every op single-threaded
-        vpv, vgv = vp.unflatten(1, (views, -1)), vg.unflatten(1, (views, -1))  # [N, V, L]
-        side = dict(cp=cp, cg=cg, vpv=vpv, vgv=vgv, mass_p=vpv.sum(-1), mass_g=vgv.sum(-1), bias=bias.float())
-        if workers <= 1:
-            _score_blocks(out, starts, bp, bg, **side)
-            return out
+        for c in range(0, num_p, chunk):
+            d = min(num_p, c + chunk)
+            side = dict(cp=_padded(cp[c:d], bias, k), cg=cg, vpv=vpv[c:d], vgv=vgv, mass_p=mass_p[c:d],
+                        mass_g=mass_g, bias=bias)
+            shares = [starts[i::workers] for i in range(workers)]
 
-        def run(share):
-            with torch.inference_mode():  # thread-local: each worker enters it itself
-                _score_blocks(out, share, bp, bg, **side)
+            def run(share, side=side, dest=out[c:d]):
+                with torch.inference_mode():  # thread-local: each worker enters it itself
+                    _score_blocks(dest, share, bp, bg, **side)
 
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, [starts[k::workers] for k in range(workers)]))
+            if workers <= 1:
+                run(starts)
+            else:
+                with ThreadPoolExecutor(workers) as pool:
+                    list(pool.map(run, shares))
     return out
 
 
-def _with_bias(buf: torch.Tensor, contrib: torch.Tensor) -> torch.Tensor:
-    """buf [>= n, VL+1, D] (its last location already B) <- contrib [n, VL, D] -> the [n, VL+1, D] view."""
-    n, vl = contrib.shape[:2]
-    buf[:n, :vl].copy_(contrib)
-    return buf[:n]
-
-
 def _score_blocks(out, starts, bp: int, bg: int, *, cp, cg, vpv, vgv, mass_p, mass_g, bias) -> None:
-    """Fill out[:, t:t+bg] for the gallery blocks starting at `starts` (see `_matched_scores`)."""
-    num_p, num_g, vl, dim = cp.shape[0], cg.shape[0], cp.shape[1], cp.shape[2]
+    """Fill out[:, t:t+bg] for the gallery blocks starting at `starts`; cp is the probes' padded
+    [P, K, D] copy (see `_matched_scores`)."""
+    num_p, num_g, k, dim = cp.shape[0], cg.shape[0], cp.shape[1], cp.shape[2]
+    vl = cg.shape[1]
     dev = cp.device
-    cp_buf, cg_buf = torch.empty((bp, vl + 1, dim), device=dev), torch.empty((bg, vl + 1, dim), device=dev)
-    cp_buf[:, vl], cg_buf[:, vl] = bias, bias
+    cg_buf = torch.empty((bg, k, dim), device=dev)
     xp_buf, xg_buf = torch.empty(bp * bg * dim, device=dev), torch.empty(bp * bg * dim, device=dev)
-    w_buf = torch.empty(bp * bg * (vl + 1), device=dev)
+    w_buf = torch.empty(bp * bg * k, device=dev)
     for t in starts:
         u = min(num_g, t + bg)
-        cgb = _with_bias(cg_buf, cg[t:u])  # [g, VL+1, D], once per gallery block
+        cgb = _padded(cg[t:u], bias, k, out=cg_buf)  # [g, K, D]
         for s in range(0, num_p, bp):
             e = min(num_p, s + bp)
             n_p, n_g = e - s, u - t
-            w_all = w_buf[: n_p * n_g * (vl + 1)].view(n_p, n_g, vl + 1)
+            w_all = w_buf[: n_p * n_g * k].view(n_p, n_g, k)
             w_all[..., vl] = 1.0  # the bias location
+            w_all[..., vl + 1:] = 0.0  # the padding (the buffer's layout changes with the block's size)
             _, ok = _pair_weights(vpv[s:e], vgv[t:u], mass_p[s:e], mass_g[t:u], w_all[..., :vl].unflatten(2, vpv.shape[1:]))
-            raw_p = torch.bmm(w_all, _with_bias(cp_buf, cp[s:e]), out=xp_buf[: n_p * n_g * dim].view(n_p, n_g, dim))
+            raw_p = torch.bmm(w_all, cp[s:e], out=xp_buf[: n_p * n_g * dim].view(n_p, n_g, dim))
             raw_g = torch.bmm(w_all.transpose(0, 1), cgb, out=xg_buf[: n_p * n_g * dim].view(n_g, n_p, dim)).transpose(0, 1)
             sq_p = torch.linalg.vector_norm(raw_p, dim=-1).square_()
             sq_g = torch.linalg.vector_norm(raw_g, dim=-1).square_()
