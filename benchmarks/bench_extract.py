@@ -14,8 +14,9 @@ Prints images/s and the ratios occtool_ort / bare_ort and occtool_ort / occtool_
 load before and after (the machine is shared: compare ratios measured in the same run).
 With `--detector N`: RetinaFace on N raw LFW photos (250x250), beside a bare session with T
 intra-op threads on the same exported graph (inputs decoded and converted in memory):
-``occtool_ort``, files -> detections as `occtool align --workers T` runs them (decode-ahead for one
-worker, else T worker threads sharing one detector); ``align_ort`` / ``align_torch``, the whole
+``occtool_ort``, files -> detections as `occtool align --workers T` runs them (one worker: each
+photo decoded and converted for the network in a prefetch thread; else T worker threads sharing
+one detector); ``align_ort`` / ``align_torch``, the whole
 `align_tree` (files -> aligned crops written; torch: T worker processes), images/s after start-up.
 
     .venv/bin/python benchmarks/bench_extract.py [--images 512 --batch 32 --threads 1,2 --rounds 2]
@@ -87,9 +88,13 @@ def _bench_detector(args) -> list[dict]:
             for x in xs:
                 sess.run(None, {"input": x})
 
-        def detect_files():  # as align runs them: decode-ahead with one worker, else worker threads
+        def read(p):  # align's reading step: decode, then the detector's input conversion
+            img = read_image_rgb(p)
+            return img, det.prepare(img)
+
+        def detect_files():  # as align runs them: read ahead with one worker, else worker threads
             if t == 1:
-                return [det.detect(img) for _, img in prefetched(read_image_rgb, paths)]
+                return [det.detect(img, prepared=x) for _, (img, x) in prefetched(read, paths)]
             return list(ordered_map(lambda p: det.detect(read_image_rgb(p)), paths, workers=t))
 
         rates: dict[str, list[float]] = {"bare_ort": [], "occtool_ort": [], "align_ort": [], "align_torch": []}

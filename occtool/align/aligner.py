@@ -79,11 +79,13 @@ class FaceAligner:
         self.size_hw = (int(size_hw[0]), int(size_hw[1]))
         self.select = select
 
-    def align(self, image_rgb: np.ndarray):
+    def align(self, image_rgb: np.ndarray, *, prepared=None):
+        """(aligned faces, detections) of an image; `prepared`: the detector's `prepare(image_rgb)`,
+        made ahead (align's decoding thread does it)."""
         image = np.asarray(image_rgb)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ShapeError(f"align: expected uint8 RGB [H, W, 3], got {image.dtype} {tuple(image.shape)}")
-        detections = self.detector.detect(image)
+        detections = self.detector.detect(image) if prepared is None else self.detector.detect(image, prepared=prepared)
         faces = []
         for det in select_faces(detections, image.shape[:2], self.select):
             crop, pts, m = align_face(image, det.landmarks, self.size_hw)

@@ -137,13 +137,19 @@ def _encode(image_rgb: np.ndarray, image_format: str, quality: int) -> bytes:
 
 
 def _read(task: tuple[str, str, str]):
-    """(image RGB uint8, None) or (None, DataError) for a task's source file (the prefetch thread)."""
+    """(image RGB uint8, None, the detector's input) or (None, DataError, None) for a task's source
+    file. In the prefetch thread, so the detector's resize and input conversion run there too."""
     from occtool.data.images import read_image_rgb
 
     try:
-        return read_image_rgb(task[0]), None
+        image = read_image_rgb(task[0])
     except DataError as exc:
-        return None, exc
+        return None, exc, None
+    prepare = getattr(getattr(_STATE.get("aligner"), "detector", None), "prepare", None)
+    try:
+        return image, None, prepare(image) if prepare is not None else None
+    except Exception:  # noqa: BLE001 - `_process` meets the same failure and reports it per image
+        return image, None, None
 
 
 def _process_chunk(tasks: list[tuple[str, str, str]]) -> list[ImageResult]:
@@ -153,8 +159,10 @@ def _process_chunk(tasks: list[tuple[str, str, str]]) -> list[ImageResult]:
     return [_process(task, *loaded) for task, loaded in prefetched(_read, tasks)]
 
 
-def _process(task: tuple[str, str, str], image=None, read_error: DataError | None = None) -> ImageResult:
-    """One image (decoded here unless `image` or `read_error` is given): detect, align, write."""
+def _process(task: tuple[str, str, str], image=None, read_error: DataError | None = None,
+             prepared=None) -> ImageResult:
+    """One image (decoded here unless `image` or `read_error` is given; `prepared`: the detector's
+    input made ahead by `_read`): detect, align, write."""
     from occtool.align.aligner import center_crop_face
     from occtool.io import atomic_write_bytes
 
@@ -165,11 +173,11 @@ def _process(task: tuple[str, str, str], image=None, read_error: DataError | Non
     cfg: AlignConfig = _STATE["cfg"]
     out_root: Path = _STATE["out"]
     if image is None and read_error is None:
-        image, read_error = _read(task)
+        image, read_error, prepared = _read(task)
     if read_error is not None:
         return ImageResult(source=rel, status="unreadable", message=str(read_error))
     try:
-        faces, detections = _STATE["aligner"].align(image)
+        faces, detections = _STATE["aligner"].align(image, prepared=prepared)
         result = ImageResult(source=rel, status="ok", faces=len(detections), scores=[d.score for d in detections])
         if not faces:
             if cfg.fallback != "center":

@@ -191,6 +191,17 @@ def load_retinaface(weights: str | Path | None = None) -> RetinaFaceNet:
 # ----------------------------------------------------------------------------- detector
 
 
+@dataclass(frozen=True)
+class DetectorInput:
+    """An image made ready for the network (`RetinaFaceDetector.prepare`): x [1, 3, h, w] float32
+    (BGR minus the mean), the size (h, w) it is detected at, and the factor from the original
+    pixels to that size."""
+
+    x: np.ndarray
+    hw: tuple[int, int]
+    scale: float
+
+
 class RetinaFaceDetector:
     """Face detector: `detect(image_rgb uint8 [H, W, 3]) -> list[Detection]`, highest score first.
 
@@ -269,7 +280,9 @@ class RetinaFaceDetector:
             out = self.net(torch.from_numpy(x).to(self.device))
         return tuple(o[0].float().cpu().numpy() for o in out)
 
-    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+    def prepare(self, image_rgb: np.ndarray) -> "DetectorInput":
+        """The network's input for an image (downscaled to `max_side`, converted): the part of
+        `detect` that needs no network, so a pipeline can run it ahead in another thread."""
         image = np.asarray(image_rgb)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ShapeError(f"detect: expected uint8 RGB [H, W, 3], got {image.dtype} {tuple(image.shape)}")
@@ -281,8 +294,13 @@ class RetinaFaceDetector:
             scale = self.max_side / float(max(h0, w0))
             size = (max(1, round(w0 * scale)), max(1, round(h0 * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        box_d, logits, lmk_d = self._forward(to_network_input(image))
-        return self._decode(box_d, logits, lmk_d, image.shape[:2], scale)
+        return DetectorInput(x=to_network_input(image), hw=tuple(image.shape[:2]), scale=scale)
+
+    def detect(self, image_rgb: np.ndarray, *, prepared: "DetectorInput | None" = None) -> list[Detection]:
+        """Faces in an image (uint8 RGB [H, W, 3]); `prepared`: its `prepare(image_rgb)`, made ahead."""
+        p = self.prepare(image_rgb) if prepared is None else prepared
+        box_d, logits, lmk_d = self._forward(p.x)
+        return self._decode(box_d, logits, lmk_d, p.hw, p.scale)
 
     def _decode(self, box_d, logits, lmk_d, hw: tuple[int, int], scale: float) -> list[Detection]:
         """The network's outputs for one image of size `hw` -> detections in the original pixels."""

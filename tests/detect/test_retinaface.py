@@ -107,6 +107,24 @@ def test_large_image_is_downscaled_and_mapped_back(weights, lfw_raw):
     np.testing.assert_allclose(big_det.box / 4, small_det.box, atol=3.0)
 
 
+def test_prepared_input_gives_the_same_detections(weights, lfw_raw):
+    """`prepare` (run ahead in align's reading thread) + `detect(prepared=...)` == `detect`,
+    for an image detected as it is and one downscaled to max_side."""
+    import cv2
+
+    image = read_image_rgb(lfw_raw / LFW_SAMPLES[0])
+    big = cv2.resize(image, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
+    det = RetinaFaceDetector(weights=weights, max_side=400)
+    for img in (image, big):
+        prepared = det.prepare(img)
+        assert prepared.x.shape[0] == 1 and max(prepared.hw) <= 400 and prepared.x.shape[2:] == prepared.hw
+        a, b = det.detect(img), det.detect(img, prepared=prepared)
+        assert len(a) == len(b) >= 1
+        for x, y in zip(a, b):
+            assert np.array_equal(x.box, y.box) and np.array_equal(x.landmarks, y.landmarks) and x.score == y.score
+    assert det.prepare(big).scale == pytest.approx(0.4)
+
+
 def test_rejects_non_rgb_uint8(detector):
     with pytest.raises(ShapeError, match="uint8 RGB"):
         detector.detect(np.zeros((50, 50), np.uint8))
