@@ -80,3 +80,33 @@ def test_real_sigint_to_a_running_augment(tmp_path):
     assert [x for x in err.splitlines() if x.startswith("interrupted")] == [
         f"interrupted: occtool augment into {out}; the folder is marked incomplete (rerun with --force to replace it)"]
     assert json.loads((out / MARKER).read_text())["status"] == "interrupted"
+
+
+def test_sigint_during_threaded_align_stops_its_workers(tmp_path, monkeypatch, capsys):
+    """align --workers 2 with ONNX Runtime runs threads in the process: Ctrl-C in the main thread
+    stops them (no thread left running, the shared detector state cleared), exit 130."""
+    import threading
+
+    import occtool.align.tree as tree
+    from tests.conftest import shared_or_skip
+
+    lfw = shared_or_skip("data", "lfw", "images")
+    src = tmp_path / "raw"
+    for person in ("Aaron_Peirsol", "Abdullah_Gul"):
+        (src / person).mkdir(parents=True)
+        for img in sorted((lfw / person).iterdir())[:3]:
+            (src / person / img.name).symlink_to(img)
+    out, real, seen = tmp_path / "aligned", tree._checked, []
+
+    def ctrl_c_after_one(result):
+        seen.append(result)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        return real(result)
+
+    monkeypatch.setattr(tree, "_checked", ctrl_c_after_one)
+    before = threading.active_count()
+    assert run(["align", str(src), "--out", str(out), "--workers", "2", "--runtime", "onnxruntime"]) == 130
+    assert threading.active_count() == before and not tree._STATE
+    assert f"interrupted: occtool align into {out}" in capsys.readouterr().err
+    assert json.loads((out / MARKER).read_text())["status"] == "interrupted"
