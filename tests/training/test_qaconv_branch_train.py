@@ -25,7 +25,8 @@ def test_branch_run_lowers_the_qaconv_loss_and_trains_only_the_branch(lfw_six, t
         "data.p=3", "data.k=2", "data.feature_cache=true", "data.cache_views=2", f"data.cache_dir={cache}",
         "model.freeze_backbone=true", "loss.adaface=0", "loss.occlusion=0.1", "optim.lr=0.003",
         "schedule.epochs=1", "schedule.steps_per_epoch=30", "schedule.scheduler=constant",
-        "validation.holdout_identities=2", "validation.panels=0", "checkpoint.every_steps=0",
+        "validation.holdout_identities=2", "validation.panels=0", "validation.matched=false",
+        "checkpoint.every_steps=0", "threads=1",
     )
     res = train(cfg, out_dir=tmp_path / "run")
     rows = step_rows(res.history)
