@@ -123,6 +123,10 @@ class ModelConfig:
         check_range("neck_channels", self.neck_channels, lo=1, optional=True)
         check_choice("neck_kernel", self.neck_kernel, (1, 3))
         check_range("neck_hidden", self.neck_hidden, lo=1, optional=True)
+        if self.neck_local and (self.neck_kernel != 1 or self.neck_hidden is not None):
+            # the local neck is projection + 1x1 conv + BN: a kernel or hidden layer would be ignored
+            raise ConfigValueError("neck_kernel / neck_hidden", "1 / null with model.neck_local (its neck is the "
+                                   "projection + a 1x1 conv)", (self.neck_kernel, self.neck_hidden))
 
 
 @dataclass

@@ -4,6 +4,9 @@ checkpoint round trip, the ONNX export and feature extraction; other backbones r
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -23,15 +26,22 @@ def _stats(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-def _pair(**neck) -> tuple[FaceModel, FaceModel]:
-    """(model with the branch, the same model without it: same backbone, same neck weights)."""
+@functools.lru_cache(maxsize=None)
+def _built_pair(neck_local: bool) -> tuple[FaceModel, FaceModel]:
     torch.manual_seed(0)
     bb = _stats(build_backbone("mobilefacenet"))
-    with_branch = FaceModel(backbone=bb, hidden_channels=8, neck_channels=16, qaconv_branch=True, **neck).eval()
-    without = FaceModel(backbone=bb, hidden_channels=8, neck_channels=16, **neck).eval()
+    with_branch = FaceModel(backbone=bb, hidden_channels=8, neck_channels=16, qaconv_branch=True,
+                            neck_local=neck_local).eval()
+    without = FaceModel(backbone=bb, hidden_channels=8, neck_channels=16, neck_local=neck_local).eval()
     without.neck.load_state_dict(with_branch.neck.state_dict())
     without.head.load_state_dict(with_branch.head.state_dict())
     return with_branch, without
+
+
+def _pair(*, neck_local: bool = False) -> tuple[FaceModel, FaceModel]:
+    """(model with the branch, the same model without it: same backbone, same neck weights); fresh
+    copies (built once: neck_local's Jacobian takes seconds)."""
+    return copy.deepcopy(_built_pair(neck_local))
 
 
 def test_split_features_is_the_body():

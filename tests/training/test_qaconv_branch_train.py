@@ -69,3 +69,11 @@ def test_cli_branch_on_another_backbone_is_one_error_line(synthetic_tree, tmp_pa
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert rc == 1 and len(errors) == 1 and "ir18 has no split body" in errors[0] and "Traceback" not in err
+
+
+def test_the_local_neck_refuses_a_kernel_or_hidden_layer_it_would_ignore(synthetic_tree):
+    from occtool.errors import ConfigError
+
+    for extra in ("model.neck_kernel=3", "model.neck_hidden=64"):
+        with pytest.raises(ConfigError, match="neck_kernel / neck_hidden"):
+            smoke_cfg(synthetic_tree, "model.neck_local=true", extra)
