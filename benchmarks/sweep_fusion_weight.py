@@ -44,7 +44,7 @@ def main() -> None:
     ev = build_eval_set("validation", data.validation, occlusion_cfg=vc.probe_occlusion, seed=vc.seed,
                         max_probes=vc.max_probes, size_hw=tuple(model.input_spec.size_hw),
                         map_size=tuple(model.feature_size))
-    prepare(ev, teacher, device=dev, batch_size=vc.batch_size)
+    prepare(ev, teacher, device=dev, batch_size=vc.batch_size, with_stage=model.qaconv_branch)
     rows = []
     for w in [float(x) for x in args.weights.split(",")]:
         res = evaluate(ev, model=model, matcher=matcher, device=dev, fusion_weight=w, fused_matched=True)

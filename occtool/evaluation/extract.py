@@ -107,10 +107,11 @@ def _normalise(raw: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def _outputs(model, views: Sequence[torch.Tensor], *, with_maps: bool,
-             jacobian: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+             jacobian: torch.Tensor | None = None, stage: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The body's feature maps of V views of a batch (`views[v]` [B, C, H, W]: the image, then its
     mirror) -> dict of CPU float32 outputs (see module doc). Every output is computed from the
-    feature maps, so a frozen body's stored maps give exactly what images would."""
+    feature maps (and `stage` [B, C_s, H, W], the image's last-stage input, for a FaceModel with
+    the QAConv branch), so a frozen body's stored maps give exactly what images would."""
     face = _is_face_model(model)
     backbone = model.backbone if face else model
     raw = occ_raw = 0
@@ -130,7 +131,8 @@ def _outputs(model, views: Sequence[torch.Tensor], *, with_maps: bool,
         res["occlusion"] = occlusions[0].float().cpu()
     if with_maps:
         fm0 = views[0].float()
-        res["match_map"] = (model.match_features(fm0) if face else fm0).float().cpu()
+        st = None if stage is None else stage.float()
+        res["match_map"] = (model.match_features(fm0, st) if face else fm0).float().cpu()
     if face and jacobian is not None:  # the visibility-matched embedding's inputs
         from occtool.matching.visibility_matched import output_layer_contributions
 
@@ -145,12 +147,14 @@ def _outputs(model, views: Sequence[torch.Tensor], *, with_maps: bool,
 def _forward(model, x: torch.Tensor, *, flip: bool, with_maps: bool,
              jacobian: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One preprocessed batch [B, 3, H, W] -> dict of CPU float32 tensors (see module doc)."""
-    backbone = model.backbone if _is_face_model(model) else model
+    face = _is_face_model(model)
+    backbone = model.backbone if face else model
     backbone.check_input(x)
-    views = [backbone.features(x)]
+    fm, stage = model.body(x) if face else (backbone.features(x), None)
+    views = [fm]
     if flip:
         views.append(backbone.features(torch.flip(x, dims=[3])))
-    return _outputs(model, views, with_maps=with_maps, jacobian=jacobian)
+    return _outputs(model, views, with_maps=with_maps, jacobian=jacobian, stage=stage)
 
 
 def _graph_outputs(model, out: dict[str, np.ndarray], *, views: int, with_maps: bool,
@@ -191,11 +195,14 @@ def _as_features(arrays: dict[str, torch.Tensor | np.ndarray | None], *, n: int,
 
 @torch.inference_mode()
 def features_from_maps(model, views: Sequence[torch.Tensor], *, device, with_maps: bool = True,
-                       with_contributions: bool = False, batch_size: int = 512) -> Features:
+                       with_contributions: bool = False, batch_size: int = 512,
+                       stage: torch.Tensor | None = None) -> Features:
     """Features of images whose body feature maps are already computed (a frozen body's cache).
 
     views: V tensors [N, C, H, W] (the images, then their mirrors for flip TTA; any float dtype,
-    any device). `model` (Backbone or FaceModel) is used as given (eval mode is the caller's).
+    any device). stage: [N, C_s, H, W] the images' last-stage inputs (needed for the match maps of
+    a FaceModel with the QAConv branch). `model` (Backbone or FaceModel) is used as given (eval
+    mode is the caller's).
     Returns the same `Features` as `extract_features` on the images, every row ok.
     """
     views = list(views)
@@ -209,7 +216,9 @@ def features_from_maps(model, views: Sequence[torch.Tensor], *, device, with_map
         jacobian = output_layer_jacobian(model.backbone, device=device)
     parts: dict[str, list[torch.Tensor]] = {}
     for s in range(0, n, batch_size):
-        res = _outputs(model, [v[s:s + batch_size].to(device) for v in views], with_maps=with_maps, jacobian=jacobian)
+        st = None if stage is None else stage[s:s + batch_size].to(device)
+        res = _outputs(model, [v[s:s + batch_size].to(device) for v in views], with_maps=with_maps, jacobian=jacobian,
+                       stage=st)
         for k, t in res.items():
             parts.setdefault(k, []).append(t)
     arrays = {k: torch.cat(v) for k, v in parts.items()}

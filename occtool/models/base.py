@@ -3,6 +3,8 @@
 A backbone is split in two so that occlusion-aware embeddings are possible:
 `features(x)` (the body, giving the spatial map [B, C, H, W]) and `embed(feature_map)` (the output
 layer only, giving the L2-normalised embedding and its norm). `forward(x)` is both.
+A backbone may also split its body before the last stage (`split_features`, `last_stage`;
+MobileFaceNet does): the trainable QAConv branch of `FaceModel` is a copy of that stage.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from occtool.errors import ShapeError
+from occtool.errors import ConfigError, ShapeError
 from occtool.models.preprocess import InputSpec
 
 
@@ -45,6 +47,7 @@ class Backbone(nn.Module):
     embedding_dim: int = 512
     feature_channels: int = 512
     feature_size: tuple[int, int] = (7, 7)
+    stage_channels: int | None = None  # C_s of the last stage's input map (None: no split body)
 
     def __init__(self, *, input_spec: InputSpec) -> None:
         super().__init__()
@@ -58,6 +61,18 @@ class Backbone(nn.Module):
     def embed_raw(self, feature_map: torch.Tensor) -> torch.Tensor:
         """feature_map [B, C, H, W] -> raw embedding [B, D] (output layer, not normalised)."""
         raise NotImplementedError
+
+    # -- the body split before its last stage (optional) ------------------------------------------
+    def split_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, 3, H_in, W_in] -> (stage_map [B, C_s, H, W]: the last stage's input,
+        feature_map [B, C, H, W] = last_stage()(stage_map))."""
+        raise ConfigError(f"backbone {self.name} has no split body (the QAConv branch, model.qaconv_branch, "
+                          "needs one: mobilefacenet)")
+
+    def last_stage(self) -> nn.Module:
+        """The modules mapping stage_map -> feature_map (shared with this backbone, not copied)."""
+        raise ConfigError(f"backbone {self.name} has no split body (the QAConv branch, model.qaconv_branch, "
+                          "needs one: mobilefacenet)")
 
     def embed(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feature_map [B, C, H, W] -> (embedding [B, D] L2-normalised, norm [B, 1]).

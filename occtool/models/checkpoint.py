@@ -5,7 +5,8 @@ File = torch.save of plain data only, so `torch.load(weights_only=True)` reads i
      "versions": {"occtool": ..., "torch": ...},
      "model": {"backbone": name, "hidden_channels": int, "neck_channels": int | None,
                "state_dict": {...}, "backbone_variant": str | None, "input_spec": {...},
-               "neck_options": {"kernel", "hidden", "position"[, "local"]} (only for a non-default neck)},
+               "neck_options": {"kernel", "hidden", "position"[, "local"]} (only for a non-default neck),
+               "qaconv_branch": True (only when the model has the QAConv branch)},
      "matcher": None | {"num_features", "height", "width", "state_dict"},
      "config": dict, "extra": dict}
 Written atomically (temp file + rename): an interrupted save never leaves a half-written file.
@@ -121,6 +122,8 @@ def save_model_checkpoint(
     neck_options = getattr(model, "neck_options", None)
     if model.neck is not None and neck_options and neck_options != DEFAULT_NECK_OPTIONS:
         payload["model"]["neck_options"] = dict(neck_options)  # absent: the default 1x1 neck
+    if getattr(model, "branch", None) is not None:
+        payload["model"]["qaconv_branch"] = True  # absent: no branch (older checkpoints too)
     if matcher is not None:
         matcher = _unwrap(matcher)
         dims = {}
@@ -162,7 +165,8 @@ def load_model_checkpoint(path: str | Path, *, map_location="cpu") -> LoadedChec
         model = FaceModel(backbone=backbone, hidden_channels=hidden, neck_channels=neck,
                           neck_kernel=opts.get("kernel", 1), neck_hidden=opts.get("hidden"),
                           neck_position=opts.get("position", False),
-                          neck_local=state.get("neck.0.jacobian", True) if opts.get("local") else False)
+                          neck_local=state.get("neck.0.jacobian", True) if opts.get("local") else False,
+                          qaconv_branch=bool(m.get("qaconv_branch", False)))
     except Exception as exc:  # noqa: BLE001 - a bad description is a bad checkpoint
         raise CheckpointError(f"{path}: cannot rebuild the model it describes ({exc})") from None
     load_strict(model, state, what=f"{path}: model weights")

@@ -12,7 +12,8 @@ and these outputs, in this order (`output_names(model)`):
                                  are one product of it with the output layer's Jacobian)
     FaceModel only:
     occlusion     [B, 1, H, W]   predicted visibility in [0, 1]
-    match_map     [B, C', H, W]  the QAConv neck's map (the feature map without a neck)
+    match_map     [B, C', H, W]  the QAConv neck's map (the feature map without a neck; with the
+                                 QAConv branch, of the branch's own map)
     occ_embedding [B, D]         embed(feature_map * occlusion), L2-normalised
     occ_norm      [B, 1]         its norm
 
@@ -66,13 +67,13 @@ class ExportGraph(nn.Module):
 
     def forward(self, x: torch.Tensor):
         backbone = self.model.backbone if self.face else self.model
-        fm = backbone.features(x)
+        fm, stage = self.model.body(x) if self.face else (backbone.features(x), None)
         emb, norm = backbone.embed(fm)
         if not self.face:
             return emb, norm, fm
         occ = self.model.head(fm)
         occ_emb, occ_norm = self.model.occlusion_aware_embedding(fm, occ)
-        return emb, norm, fm, occ, self.model.match_features(fm), occ_emb, occ_norm
+        return emb, norm, fm, occ, self.model.match_features(fm, stage), occ_emb, occ_norm
 
 
 def _spec(model):

@@ -6,11 +6,20 @@ forward(x [B, 3, H_in, W_in] preprocessed) -> FaceOutput:
 match_map = neck(feature_map) (default Conv1x1 C -> neck_channels + BatchNorm2d; options in
 `occtool.models.neck`), or the feature map itself without a neck; it is NOT normalised (the
 matcher normalises per location).
+
+QAConv branch (`qaconv_branch=True`, backbones with a split body: MobileFaceNet): a trainable copy
+of the backbone's last stage (`Backbone.last_stage`, initialised from its weights) computes the
+matching path's own feature map from the last stage's input (stage_map [B, C_s, H, W]):
+match_map = neck(branch(stage_map)). The embedding, occlusion head and visibility-matched paths
+keep reading the backbone's feature map, so a frozen backbone's embedding never changes; at
+initialisation the branch reproduces the feature map exactly. `body(x)` gives both maps.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
+
+import copy
 
 import torch
 from torch import nn
@@ -34,9 +43,10 @@ class FaceModel(nn.Module):
 
     def __init__(self, *, backbone: Backbone, hidden_channels: int = 128, neck_channels: int | None = None,
                  neck_kernel: int = 1, neck_hidden: int | None = None, neck_position: bool = False,
-                 neck_local: bool | torch.Tensor = False) -> None:
+                 neck_local: bool | torch.Tensor = False, qaconv_branch: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
+        self.branch = copy.deepcopy(backbone.last_stage()) if qaconv_branch else None
         c = backbone.feature_channels
         self.hidden_channels = int(hidden_channels)
         self.neck_channels = None if neck_channels is None else int(neck_channels)
@@ -57,6 +67,10 @@ class FaceModel(nn.Module):
                              "position": bool(neck_position)}
         if local is not None:  # only when on: the default options (and checkpoints) stay as they were
             self.neck_options["local"] = True
+
+    @property
+    def qaconv_branch(self) -> bool:
+        return self.branch is not None
 
     # -- what callers need to know (mirrors Backbone) ---------------------------------------------
     @property
@@ -85,8 +99,22 @@ class FaceModel(nn.Module):
         return self.neck_channels if self.neck_channels is not None else self.backbone.feature_channels
 
     # -- computation --------------------------------------------------------------------------------
-    def match_features(self, feature_map: torch.Tensor) -> torch.Tensor:
-        """feature_map [B, C, H, W] -> match_map [B, C', H, W] (not normalised)."""
+    def body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x [B, 3, H_in, W_in] preprocessed -> (feature_map [B, C, H, W], stage_map [B, C_s, H, W]
+        with the QAConv branch, else None)."""
+        if self.branch is None:
+            return self.backbone.features(x), None
+        stage_map, feature_map = self.backbone.split_features(x)
+        return feature_map, stage_map
+
+    def match_features(self, feature_map: torch.Tensor, stage_map: torch.Tensor | None = None) -> torch.Tensor:
+        """feature_map [B, C, H, W] (stage_map [B, C_s, H, W] with the QAConv branch, which reads
+        it instead) -> match_map [B, C', H, W] (not normalised)."""
+        if self.branch is not None:
+            if stage_map is None:
+                raise ShapeError("match_features: this model's QAConv branch needs the last stage's input "
+                                 "(stage_map, from FaceModel.body or Backbone.split_features)")
+            feature_map = self.branch(stage_map)
         return feature_map if self.neck is None else self.neck(feature_map)
 
     def occlusion_aware_embedding(self, feature_map: torch.Tensor, visibility: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,14 +128,15 @@ class FaceModel(nn.Module):
         return self.backbone.embed(feature_map * visibility.to(feature_map.dtype))
 
     def forward(self, x: torch.Tensor) -> FaceOutput:
-        out = self.backbone(x)
-        occlusion = self.head(out.feature_map)
+        self.backbone.check_input(x)
+        feature_map, stage_map = self.body(x)
+        embedding, norm = self.backbone.embed(feature_map)
         return FaceOutput(
-            embedding=out.embedding,
-            norm=out.norm,
-            feature_map=out.feature_map,
-            occlusion=occlusion,
-            match_map=self.match_features(out.feature_map),
+            embedding=embedding,
+            norm=norm,
+            feature_map=feature_map,
+            occlusion=self.head(feature_map),
+            match_map=self.match_features(feature_map, stage_map),
         )
 
 

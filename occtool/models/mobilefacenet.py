@@ -19,6 +19,8 @@ from occtool.models.weights import load_strict
 
 # (expansion t, out channels c, repeats n, first stride s)
 BLOCK_SETTINGS = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
+# The last stage: the blocks after the last stride-2 one (features.13, features.14, at 7x7) + conv2.
+LAST_STAGE_START = 13
 
 
 def _conv_bn_relu6(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
@@ -114,6 +116,12 @@ class MobileFaceNetNet(nn.Module):
         """[B, 3, 112, 112] -> conv2 output [B, 512, 7, 7] (after ReLU6)."""
         return self.conv2(self.features(self.dw_conv(self.conv1(x))))
 
+    def split_body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, 3, 112, 112] -> (features.12 output [B, 128, 7, 7], conv2 output [B, 512, 7, 7]):
+        the same computation as `body`, with the last stage's input kept."""
+        stage = self.features[:LAST_STAGE_START](self.dw_conv(self.conv1(x)))
+        return stage, self.conv2(self.features[LAST_STAGE_START:](stage))
+
     def head(self, feature_map: torch.Tensor) -> torch.Tensor:
         """[B, 512, 7, 7] -> raw 128-d output (not normalised)."""
         return self.bn(self.conv3(self.gdconv(feature_map))).flatten(1)
@@ -131,6 +139,7 @@ class MobileFaceNet(Backbone):
     embedding_dim = 128
     feature_channels = 512
     feature_size = (7, 7)
+    stage_channels = 128
 
     def __init__(self) -> None:
         super().__init__(input_spec=IMAGENET_RGB)
@@ -138,6 +147,13 @@ class MobileFaceNet(Backbone):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.body(x)
+
+    def split_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net.split_body(x)
+
+    def last_stage(self) -> nn.Module:
+        """features.13, features.14, conv2: [B, 128, 7, 7] -> [B, 512, 7, 7]."""
+        return nn.Sequential(*self.net.features[LAST_STAGE_START:], self.net.conv2)
 
     def embed_raw(self, feature_map: torch.Tensor) -> torch.Tensor:
         return self.net.head(feature_map)

@@ -101,6 +101,12 @@ class ModelConfig:
     # the neck starts from the pretrained output layer's per-location projection (frozen; each
     # location -> its contribution to the embedding, centred by a BatchNorm), then 1x1 conv + BN
     neck_local: bool = False
+    # QAConv branch (mobilefacenet): a trainable copy of the backbone's last stage (features.13-14
+    # + conv2, from the pretrained weights, lr scale optim.qaconv_branch_lr_scale) makes the
+    # matching path's own feature map from the last stage's input; the embedding and occlusion
+    # head keep reading the backbone's map. The feature cache then also stores that input.
+    # Other backbones: a ConfigError when the model is built.
+    qaconv_branch: bool = False
     # Frozen backbone: only the occlusion head, the neck and the QAConv head train (plus the
     # backbone's output layer when train_output_layer). The backbone stays in eval mode.
     freeze_backbone: bool = False
@@ -117,6 +123,10 @@ class ModelConfig:
         check_range("neck_channels", self.neck_channels, lo=1, optional=True)
         check_choice("neck_kernel", self.neck_kernel, (1, 3))
         check_range("neck_hidden", self.neck_hidden, lo=1, optional=True)
+        if self.neck_local and (self.neck_kernel != 1 or self.neck_hidden is not None):
+            # the local neck is projection + 1x1 conv + BN: a kernel or hidden layer would be ignored
+            raise ConfigValueError("neck_kernel / neck_hidden", "1 / null with model.neck_local (its neck is the "
+                                   "projection + a 1x1 conv)", (self.neck_kernel, self.neck_hidden))
 
 
 @dataclass
@@ -180,6 +190,7 @@ class OptimConfig:
     backbone_lr_scale: float = 1.0  # lr multiplier of the backbone body (0 freezes it)
     output_layer_lr_scale: float = 1.0  # lr multiplier of the backbone's output layer
     heads_lr_scale: float = 1.0  # lr multiplier of the occlusion head, neck, QAConv and AdaFace heads
+    qaconv_branch_lr_scale: float = 0.1  # lr multiplier of the QAConv branch (model.qaconv_branch)
     grad_clip: Optional[float] = 5.0  # max global gradient norm (null: none)
     amp: bool = True  # CUDA mixed precision (torch.autocast float16 + GradScaler); ignored on CPU
 
@@ -187,7 +198,7 @@ class OptimConfig:
         check_range("lr", self.lr, lo=0.0, lo_open=True)
         check_range("weight_decay", self.weight_decay, lo=0.0)
         check_range("momentum", self.momentum, lo=0.0, hi=1.0, hi_open=True)
-        for key in ("backbone_lr_scale", "output_layer_lr_scale", "heads_lr_scale"):
+        for key in ("backbone_lr_scale", "output_layer_lr_scale", "heads_lr_scale", "qaconv_branch_lr_scale"):
             check_range(key, getattr(self, key), lo=0.0)
         check_range("grad_clip", self.grad_clip, lo=0.0, lo_open=True, optional=True)
 

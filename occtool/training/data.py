@@ -243,7 +243,9 @@ class FeatureCache:
 
     fm [N, V, C, H, W] float16; fmask [N, V, 1, h, w] float32 ground-truth visibility at map
     resolution; has_mask [N, V] bool; flipped [N, V] bool; teacher [N, 2, D] float32: the frozen
-    backbone's L2-normalised embedding of the clean image (index 0) and of its mirror (index 1).
+    backbone's L2-normalised embedding of the clean image (index 0) and of its mirror (index 1);
+    stage [N, V, C_s, H, W] float16: the last stage's input of each view (only for the QAConv
+    branch, model.qaconv_branch; else None).
     """
 
     fm: torch.Tensor
@@ -251,6 +253,7 @@ class FeatureCache:
     has_mask: torch.Tensor
     flipped: torch.Tensor
     teacher: torch.Tensor
+    stage: torch.Tensor | None = None
 
     @property
     def views(self) -> int:
@@ -273,6 +276,8 @@ def _cache_key(records, cfg, weights_desc: str) -> str:
         "mask_root": d.mask_root,
         "seed": cfg.schedule.seed,
     }
+    if _with_stage(cfg):  # only then: the key (and the cache) of other runs stay as they were
+        desc["stage"] = True
     return hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -291,6 +296,25 @@ def compute_views_features(backbone, images: np.ndarray, *, device, batch_size: 
         x = preprocess(images[s: s + batch_size], backbone.input_spec, device=device)
         out.append(backbone.features(x).to("cpu", torch.float16))
     return torch.cat(out) if out else torch.zeros(0)
+
+
+def _with_stage(cfg) -> bool:
+    return bool(getattr(cfg.model, "qaconv_branch", False))
+
+
+@torch.inference_mode()
+def compute_views_split_features(backbone, images: np.ndarray, *, device,
+                                 batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 [N, H, W, 3] -> (stage maps [N, C_s, H', W'], feature maps [N, C, H', W']), float16
+    CPU, by `backbone.split_features` (PyTorch: the exported graph has no stage output)."""
+    from occtool.models import preprocess
+
+    stages, maps = [], []
+    for s in range(0, len(images), batch_size):
+        stage, fm = backbone.split_features(preprocess(images[s: s + batch_size], backbone.input_spec, device=device))
+        stages.append(stage.to("cpu", torch.float16))
+        maps.append(fm.to("cpu", torch.float16))
+    return torch.cat(stages), torch.cat(maps)
 
 
 def body_graph(backbone, loader, cfg, *, device, weights_desc: str):
@@ -389,12 +413,20 @@ def build_feature_cache(
                          has_mask=torch.zeros((n, v_total), dtype=torch.bool),
                          flipped=torch.zeros((n, v_total), dtype=torch.bool),
                          teacher=torch.zeros((n, 2, backbone.embedding_dim), dtype=torch.float32))
+    with_stage = _with_stage(cfg)
+    if with_stage:
+        cache.stage = torch.zeros((n, v_total, backbone.stage_channels, h, w), dtype=torch.float16)
     bs = max(1, d.cache_batch_size)
-    graph = body_graph(backbone, loader, cfg, device=device, weights_desc=weights_desc)
+    graph = None if with_stage else body_graph(backbone, loader, cfg, device=device, weights_desc=weights_desc)
     for s in range(0, n, bs):
         idx = list(range(s, min(n, s + bs)))
         imgs, meta = _cache_views(loader, idx, cfg)
-        maps = compute_views_features(backbone, np.stack(imgs), device=device, batch_size=bs * 2, graph=graph)
+        if with_stage:
+            stages, maps = compute_views_split_features(backbone, np.stack(imgs), device=device, batch_size=bs * 2)
+            for (i, v, _), st in zip(meta, stages):
+                cache.stage[i, v] = st
+        else:
+            maps = compute_views_features(backbone, np.stack(imgs), device=device, batch_size=bs * 2, graph=graph)
         for (i, v, view), m in zip(meta, maps):
             cache.fm[i, v] = m
             cache.fmask[i, v, 0] = torch.from_numpy(feature_masks(view.visibility, (h, w)))
@@ -411,6 +443,9 @@ def build_feature_cache(
     return cache
 
 
+CACHE_ARRAYS = ("fm", "fmask", "has_mask", "flipped", "teacher")  # + "stage" when present
+
+
 def _store_cache(path: Path, cache: FeatureCache) -> str | None:
     """Store atomically (a folder renamed into place); None, or why it could not be stored
     (a full disk leaves no partial cache behind)."""
@@ -420,7 +455,7 @@ def _store_cache(path: Path, cache: FeatureCache) -> str | None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.mkdir(parents=True, exist_ok=True)
-        for name in ("fm", "fmask", "has_mask", "flipped", "teacher"):
+        for name in CACHE_ARRAYS + (("stage",) if cache.stage is not None else ()):
             np.save(tmp / f"{name}.npy", getattr(cache, name).numpy())
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -437,9 +472,9 @@ def _store_cache(path: Path, cache: FeatureCache) -> str | None:
 def _load_cache(path: Path) -> FeatureCache | None:
     if not path.is_dir():
         return None
+    names = CACHE_ARRAYS + (("stage",) if (path / "stage.npy").is_file() else ())
     try:
-        arrays = {name: torch.from_numpy(np.load(path / f"{name}.npy", allow_pickle=False))
-                  for name in ("fm", "fmask", "has_mask", "flipped", "teacher")}
+        arrays = {name: torch.from_numpy(np.load(path / f"{name}.npy", allow_pickle=False)) for name in names}
     except (OSError, ValueError):
         return None
     return FeatureCache(**arrays)
@@ -476,7 +511,9 @@ class CachedBatches:
         vv = torch.as_tensor(views[lo:hi], dtype=torch.long)
         c = self.cache
         flips = c.flipped[idx, vv].long()
+        stage = {} if c.stage is None else {"stage_map": c.stage[idx, vv]}  # float16 [b, C_s, H, W]
         return {
+            **stage,
             "feature_map": c.fm[idx, vv],  # float16 [b, C, H, W]
             "feature_mask": c.fmask[idx, vv],
             "has_mask": c.has_mask[idx, vv],

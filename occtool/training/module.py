@@ -75,19 +75,25 @@ class TrainModule(nn.Module):
         super().train(mode)
         if self.body_frozen:
             self.model.backbone.eval()  # frozen body: BN statistics fixed (also the output layer's)
+        if self.model.branch is not None:
+            # the QAConv branch fine-tunes pretrained layers at a low lr: their BN statistics stay
+            # the pretrained ones (so at step 0 the branch is exactly the frozen last stage)
+            self.model.branch.eval()
         return self
 
-    def _feature_map(self, batch: dict) -> torch.Tensor:
+    def _feature_map(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(feature_map [b, C, H, W], stage_map [b, C_s, H, W] for the QAConv branch, else None)."""
+        dev = self._device()
         if "feature_map" in batch:
-            return batch["feature_map"].to(self._device(), non_blocking=True).float()
+            stage = batch.get("stage_map")
+            return (batch["feature_map"].to(dev, non_blocking=True).float(),
+                    None if stage is None else stage.to(dev, non_blocking=True).float())
         from occtool.models import preprocess
 
         x = preprocess(batch["images"].numpy() if batch["images"].device.type == "cpu" else batch["images"],
-                       self.model.backbone.input_spec, device=self._device())
-        if self.body_frozen:
-            with torch.no_grad():
-                return self.model.backbone.features(x)
-        return self.model.backbone.features(x)
+                       self.model.backbone.input_spec, device=dev)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.body_frozen):
+            return self.model.body(x)
 
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -116,7 +122,7 @@ class TrainModule(nn.Module):
     def forward(self, batch: dict, weights: dict[str, float]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         dev = self._device()
         info = self.dist_info
-        fm = self._feature_map(batch)
+        fm, stage = self._feature_map(batch)
         labels = batch["labels"].to(dev)
         ids = batch["ids"].to(dev)
         occ = self.model.head(fm)  # [b, 1, h, w]
@@ -151,7 +157,7 @@ class TrainModule(nn.Module):
 
         mm = None
         if self.matcher is not None and (weights.get("qaconv", 0.0) > 0 or weights.get("qaconv_memory", 0.0) > 0):
-            mm = self.model.match_features(fm)
+            mm = self.model.match_features(fm, stage)
         if weights.get("qaconv", 0.0) > 0 and self.matcher is not None:
             all_mm = gather_with_grad(mm, info)
             all_vis = None if vis is None else gather_with_grad(vis, info)

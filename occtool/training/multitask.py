@@ -96,13 +96,16 @@ def build_models(cfg: TrainConfig, num_classes: int, device: torch.device):
         model, matcher = loaded.model, loaded.matcher
         if model.backbone.name != mc.backbone:
             raise ConfigError(f"model.init_checkpoint holds a {model.backbone.name} model, model.backbone is {mc.backbone}")
+        if model.qaconv_branch != mc.qaconv_branch:
+            raise ConfigError(f"model.init_checkpoint {'has' if model.qaconv_branch else 'has no'} QAConv branch, "
+                              f"model.qaconv_branch is {str(mc.qaconv_branch).lower()}")
         weights = Path(mc.init_checkpoint)
     else:
         weights = _resolve_weights(cfg)
         backbone = build_backbone(mc.backbone, weights=weights)
         model = FaceModel(backbone=backbone, hidden_channels=mc.hidden_channels, neck_channels=mc.neck_channels,
                           neck_kernel=mc.neck_kernel, neck_hidden=mc.neck_hidden, neck_position=mc.neck_position,
-                          neck_local=mc.neck_local)
+                          neck_local=mc.neck_local, qaconv_branch=mc.qaconv_branch)
     h, w = model.feature_size
     if matcher is None:
         matcher = QAConvMatcher(num_features=model.match_channels, height=h, width=w)
@@ -127,19 +130,21 @@ def build_models(cfg: TrainConfig, num_classes: int, device: torch.device):
 
 def build_optimizer(cfg: TrainConfig, module: nn.Module, out_names: set[str]):
     oc = cfg.optim
-    groups: dict[str, list] = {"body": [], "output": [], "heads": []}
-    nodecay: dict[str, list] = {"body": [], "output": [], "heads": []}
+    names = ("body", "output", "heads", "branch")
+    groups: dict[str, list] = {g: [] for g in names}
+    nodecay: dict[str, list] = {g: [] for g in names}
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
         if name.startswith("model.backbone."):
             g = "output" if name[len("model.backbone."):] in out_names else "body"
         else:
-            g = "heads"
+            g = "branch" if name.startswith("model.branch.") else "heads"
         (groups if p.ndim > 1 else nodecay)[g].append(p)
-    scale = {"body": oc.backbone_lr_scale, "output": oc.output_layer_lr_scale, "heads": oc.heads_lr_scale}
+    scale = {"body": oc.backbone_lr_scale, "output": oc.output_layer_lr_scale, "heads": oc.heads_lr_scale,
+             "branch": oc.qaconv_branch_lr_scale}
     param_groups = []
-    for g in ("body", "output", "heads"):
+    for g in names:
         for params, wd in ((groups[g], oc.weight_decay), (nodecay[g], 0.0)):
             if params:
                 param_groups.append({"params": params, "lr": oc.lr * scale[g], "weight_decay": wd, "name": g})
@@ -187,8 +192,8 @@ class MultiTaskTraining:
         if cfg.loss.qaconv <= 0 and cfg.loss.qaconv_memory <= 0:
             for p in matcher.parameters():
                 p.requires_grad_(False)
-            if model.neck is not None:
-                for p in model.neck.parameters():
+            for part in (model.neck, model.branch):
+                for p in part.parameters() if part is not None else ():
                     p.requires_grad_(False)
         self._build_validation()
         return module
@@ -232,7 +237,8 @@ class MultiTaskTraining:
                                       seed=vc.seed, max_probes=vc.max_probes,
                                       size_hw=tuple(self.model.input_spec.size_hw),
                                       map_size=tuple(self.model.feature_size))
-        prepare(self.val_set, self.fast_teacher, device=env.device, batch_size=vc.batch_size)
+        prepare(self.val_set, self.fast_teacher, device=env.device, batch_size=vc.batch_size,
+                with_stage=self.model.qaconv_branch)
         set_baseline(self.val_set, self.fast_teacher, device=env.device)
         env.say(f"validation: {self.val_set.info}")
 
@@ -372,7 +378,7 @@ def run_test(cfg: TrainConfig, model, matcher, teacher, device, body_frozen: boo
     from occtool.models import inference_copy
 
     fast_teacher = inference_copy(teacher, device)
-    prepare(ev, fast_teacher, device=device, batch_size=cfg.validation.batch_size)
+    prepare(ev, fast_teacher, device=device, batch_size=cfg.validation.batch_size, with_stage=model.qaconv_branch)
     set_baseline(ev, fast_teacher, device=device)
     res = evaluate(ev, model=model, matcher=matcher, device=device, fusion_weight=cfg.validation.fusion_weight,
                    matched=cfg.validation.matched, fused_matched=cfg.validation.fused_matched,

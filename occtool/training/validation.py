@@ -63,8 +63,10 @@ class EvalSet:
     info: dict = field(default_factory=dict)
     # more occluded probe sets: name -> (images uint8 [P, H, W, 3], ground truth [P, h, w])
     extra: dict = field(default_factory=dict)
-    # filled by `prepare` (feature maps of the frozen body, float16, unflipped and flipped)
+    # filled by `prepare` (feature maps of the frozen body, float16, unflipped and flipped; with
+    # `with_stage`, the last stage's inputs of the unflipped images [N, C_s, H, W], for the QAConv branch)
     feats: dict | None = None
+    stage: dict | None = None
     baseline: dict | None = None
 
 
@@ -168,32 +170,44 @@ def family_config(base, family: str):
 
 @torch.inference_mode()
 def body_maps(backbone, images: np.ndarray, *, device, batch_size: int, progress: ProgressFn = None,
-              done: int = 0, total: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 [N, H, W, 3] -> (feature maps, feature maps of the mirrors), float16 CPU."""
+              done: int = 0, total: int = 0, with_stage: bool = False):
+    """uint8 [N, H, W, 3] -> (feature maps, feature maps of the mirrors), float16 CPU; with_stage:
+    (maps, mirror maps, the last stage's inputs of the images)."""
     from occtool.models import preprocess
 
     backbone.eval()
-    a, b = [], []
+    a, b, st = [], [], []
     for s in range(0, len(images), batch_size):
         x = preprocess(images[s: s + batch_size], backbone.input_spec, device=device)
-        a.append(backbone.features(x).to("cpu", torch.float16))
+        if with_stage:
+            stage, fm = backbone.split_features(x)
+            st.append(stage.to("cpu", torch.float16))
+        else:
+            fm = backbone.features(x)
+        a.append(fm.to("cpu", torch.float16))
         b.append(backbone.features(torch.flip(x, dims=[3])).to("cpu", torch.float16))
         report(progress, done + min(s + batch_size, len(images)), total)
-    return torch.cat(a), torch.cat(b)
+    return (torch.cat(a), torch.cat(b), torch.cat(st)) if with_stage else (torch.cat(a), torch.cat(b))
 
 
-def prepare(evalset: EvalSet, backbone, *, device, batch_size: int, progress: ProgressFn = None) -> None:
-    """Body feature maps of gallery, clean probes and occluded probes (and mirrors)."""
+def prepare(evalset: EvalSet, backbone, *, device, batch_size: int, progress: ProgressFn = None,
+            with_stage: bool = False) -> None:
+    """Body feature maps of gallery, clean probes and occluded probes (and mirrors); with_stage:
+    also the last stage's inputs (`evalset.stage`, for a model with the QAConv branch)."""
     sets = [("gallery", evalset.gallery_images), ("clean", evalset.probe_images), ("masked", evalset.masked_images)]
     sets += [(name, imgs) for name, (imgs, _) in evalset.extra.items()]
     total = sum(len(imgs) for _, imgs in sets)
-    feats = {}
+    feats, stage = {}, {}
     done = 0
     for key, imgs in sets:
-        feats[key] = body_maps(backbone, imgs, device=device, batch_size=batch_size, progress=progress,
-                               done=done, total=total)
+        maps = body_maps(backbone, imgs, device=device, batch_size=batch_size, progress=progress,
+                         done=done, total=total, with_stage=with_stage)
+        feats[key] = maps[:2]
+        if with_stage:
+            stage[key] = maps[2]
         done += len(imgs)
     evalset.feats = feats
+    evalset.stage = stage if with_stage else None
 
 
 def set_baseline(evalset: EvalSet, teacher, *, device) -> None:
@@ -263,15 +277,19 @@ def evaluate(
     model.eval()
     if matcher is not None:
         matcher.eval()
+    branch = getattr(model, "branch", None) is not None
     if backbone_for_maps is not None:
-        prepare(evalset, backbone_for_maps, device=device, batch_size=64, progress=progress)
+        prepare(evalset, backbone_for_maps, device=device, batch_size=64, progress=progress, with_stage=branch)
     assert evalset.feats is not None
+    if branch and matcher is not None and evalset.stage is None:
+        raise ValueError("evaluate: a model with the QAConv branch needs prepare(..., with_stage=True)")
     heavy_sets = ("clean", "masked") if heavy_sets is None else tuple(heavy_sets)
     scoring = _scoring(model, matcher, matched=matched, fusion_weight=fusion_weight, device=device)
     dim, map_hw = model.backbone.embedding_dim, evalset.feats["gallery"][0].shape[-2:]
     plan = {key: _set_methods(key, scoring, heavy_sets, len(maps[0]), dim, map_hw, fused_matched)
             for key, maps in evalset.feats.items()}
     feats = {key: features_from_maps(model, maps, device=device, with_maps="qaconv" in plan[key],
+                                     stage=None if evalset.stage is None else evalset.stage.get(key),
                                      with_contributions="cosine_occ_matched" in plan[key])
              for key, maps in evalset.feats.items()}
     res: dict = {}
