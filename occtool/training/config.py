@@ -225,7 +225,8 @@ class ScheduleConfig:
         check_range("max_nonfinite", self.max_nonfinite, lo=1)
         n = self.occlusion_head_epochs
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n < self.epochs):
-            raise ConfigValueError("occlusion_head_epochs", f"an integer from 1 to epochs - 1 ({self.epochs - 1}) or null", n)
+            raise ConfigValueError("occlusion_head_epochs",
+                                   f"an integer from 1 to epochs - 1 ({self.epochs - 1}) or null", n)
         check_range("occlusion_head_bn_views", self.occlusion_head_bn_views, lo=1)
 
 

@@ -282,7 +282,8 @@ class MultiTaskTraining:
         sc = self.config.schedule
         self.head_frozen = sc.occlusion_head_epochs is not None and epoch >= sc.occlusion_head_epochs
         if self.head_frozen and epoch == sc.occlusion_head_epochs:
-            n = freeze_head_batchnorm(self.model.head, self.source.cache, count=sc.occlusion_head_bn_views, seed=sc.seed)
+            n = freeze_head_batchnorm(self.model.head, self.source.cache, count=sc.occlusion_head_bn_views,
+                                      seed=sc.seed)
             self.env.say(f"occlusion head frozen after epoch {epoch}: BatchNorm statistics of {n} values per channel")
 
     def loss(self, module: nn.Module, batch: dict, *, step: int) -> StepLoss:
