@@ -215,6 +215,13 @@ class ScheduleConfig:
     seed: int = 0
     log_every: int = 10  # steps between metrics.csv rows
     max_nonfinite: int = 5  # NaN/inf guard: stop after this many non-finite steps in a row
+    # The occlusion head's own, shorter schedule (issue 12): it trains for the first N epochs
+    # (warm-up + schedule compressed into them), then its BatchNorm statistics are re-estimated
+    # over the cached training views and it stays frozen (eval mode) while the other parts train
+    # on. Longer head training reads real masks worse, and the running BatchNorm average of the
+    # last batches moves that reading by several points. Needs data.feature_cache. null: off.
+    occlusion_head_epochs: Optional[int] = None
+    occlusion_head_bn_views: int = 8192  # cached views the head's BatchNorm statistics are re-estimated over
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, lo=1)
@@ -227,6 +234,11 @@ class ScheduleConfig:
         check_range("seed", self.seed, lo=0)
         check_range("log_every", self.log_every, lo=1)
         check_range("max_nonfinite", self.max_nonfinite, lo=1)
+        n = self.occlusion_head_epochs
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n < self.epochs):
+            raise ConfigValueError("occlusion_head_epochs",
+                                   f"an integer from 1 to epochs - 1 ({self.epochs - 1}) or null", n)
+        check_range("occlusion_head_bn_views", self.occlusion_head_bn_views, lo=1)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from occtool.config import to_dict
 from occtool.errors import ConfigError, DataError
 from occtool.losses import AdaFaceLoss, combine_losses
 from occtool.training.config import TrainConfig
+from occtool.training.head_schedule import HEAD_GROUP, freeze_head_batchnorm, head_lr_lambda
 from occtool.training.module import TrainModule, output_layer_names
 from occtool.training.task import LoopEnv, LoopSettings, ModelKind, StepLoss, settings_from_config
 
@@ -130,7 +131,13 @@ def build_models(cfg: TrainConfig, num_classes: int, device: torch.device):
 
 def build_optimizer(cfg: TrainConfig, module: nn.Module, out_names: set[str]):
     oc = cfg.optim
-    names = ("body", "output", "heads", "branch")
+    names = ["body", "output", "heads", "branch"]
+    scale = {"body": oc.backbone_lr_scale, "output": oc.output_layer_lr_scale, "heads": oc.heads_lr_scale,
+             "branch": oc.qaconv_branch_lr_scale}
+    own_head = cfg.schedule.occlusion_head_epochs is not None  # the head's own schedule: its own groups, last
+    if own_head:
+        names.append(HEAD_GROUP)
+        scale[HEAD_GROUP] = oc.heads_lr_scale
     groups: dict[str, list] = {g: [] for g in names}
     nodecay: dict[str, list] = {g: [] for g in names}
     for name, p in module.named_parameters():
@@ -138,11 +145,11 @@ def build_optimizer(cfg: TrainConfig, module: nn.Module, out_names: set[str]):
             continue
         if name.startswith("model.backbone."):
             g = "output" if name[len("model.backbone."):] in out_names else "body"
+        elif name.startswith("model.branch."):
+            g = "branch"
         else:
-            g = "branch" if name.startswith("model.branch.") else "heads"
+            g = HEAD_GROUP if own_head and name.startswith("model.head.") else "heads"
         (groups if p.ndim > 1 else nodecay)[g].append(p)
-    scale = {"body": oc.backbone_lr_scale, "output": oc.output_layer_lr_scale, "heads": oc.heads_lr_scale,
-             "branch": oc.qaconv_branch_lr_scale}
     param_groups = []
     for g in names:
         for params, wd in ((groups[g], oc.weight_decay), (nodecay[g], 0.0)):
@@ -161,9 +168,13 @@ class MultiTaskTraining:
     def __init__(self, config: TrainConfig) -> None:
         if config.data.p < 2 and (config.loss.qaconv > 0 or config.loss.qaconv_memory > 0):
             raise ConfigError("data.p must be >= 2 for the pairwise QAConv loss (negatives need two identities)")
+        if config.schedule.occlusion_head_epochs is not None and not config.data.feature_cache:
+            raise ConfigError("schedule.occlusion_head_epochs needs data.feature_cache: true (the head's BatchNorm "
+                              "statistics are re-estimated over the cached views)")
         self.config = config
         self.settings = loop_settings(config)
         self.val_set = None
+        self.head_frozen = False
 
     # -- set-up ------------------------------------------------------------------------------
     def setup(self, env: LoopEnv) -> nn.Module:
@@ -249,12 +260,19 @@ class MultiTaskTraining:
     def optimizer(self, module: nn.Module, *, total_steps: int):
         opt = build_optimizer(self.config, module, self.out_names)
         lam = lr_lambda(self.config, total_steps, self.steps_per_epoch)
-        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lam)
+        n = self.config.schedule.occlusion_head_epochs
+        if n is None:
+            return opt, torch.optim.lr_scheduler.LambdaLR(opt, lam)
+        head_steps = n * self.steps_per_epoch
+        head = head_lr_lambda(lr_lambda(self.config, head_steps, self.steps_per_epoch), head_steps)
+        lams = [head if g["name"] == HEAD_GROUP else lam for g in opt.param_groups]
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lams)
 
     # -- steps -------------------------------------------------------------------------------
     def batches(self, epoch: int, *, first_step: int) -> Iterator[dict]:
         from occtool.training.data import CachedBatches
 
+        self._freeze_head_from(epoch)
         self.sampler.set_epoch(epoch)
         lo, hi = self.sampler.local_slice
         for i, global_batch in enumerate(self.sampler.iter_global()):
@@ -264,7 +282,20 @@ class MultiTaskTraining:
             else:
                 yield self.source.load(global_batch[lo:hi], epoch=epoch, step=step, offset=lo)
 
+    def _freeze_head_from(self, epoch: int) -> None:
+        """schedule.occlusion_head_epochs: at its first frozen epoch the head's BatchNorm
+        statistics are re-estimated over the cached views (again on a resume into that epoch:
+        same frozen weights, same seeded views, same statistics); from then on it runs in eval mode."""
+        sc = self.config.schedule
+        self.head_frozen = sc.occlusion_head_epochs is not None and epoch >= sc.occlusion_head_epochs
+        if self.head_frozen and epoch == sc.occlusion_head_epochs:
+            n = freeze_head_batchnorm(self.model.head, self.source.cache, count=sc.occlusion_head_bn_views,
+                                      seed=sc.seed)
+            self.env.say(f"occlusion head frozen after epoch {epoch}: BatchNorm statistics of {n} values per channel")
+
     def loss(self, module: nn.Module, batch: dict, *, step: int) -> StepLoss:
+        if self.head_frozen:
+            self.model.head.eval()  # the loop puts the module in train mode; the frozen head keeps its statistics
         weights = loss_weights(self.config, step)
         parts, aux = module(batch, weights)
         out = combine_losses(parts, weights)
