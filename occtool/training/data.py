@@ -375,6 +375,36 @@ def _teacher_embeddings(backbone, loader: ImageLoader, fm: torch.Tensor, idx: li
     return torch.stack([emb[: len(idx)], emb[len(idx):]], dim=1)
 
 
+def _empty_cache(backbone, n: int, v_total: int, *, with_stage: bool) -> FeatureCache:
+    h, w = backbone.feature_size
+    cache = FeatureCache(fm=torch.zeros((n, v_total, backbone.feature_channels, h, w), dtype=torch.float16),
+                         fmask=torch.ones((n, v_total, 1, h, w), dtype=torch.float32),
+                         has_mask=torch.zeros((n, v_total), dtype=torch.bool),
+                         flipped=torch.zeros((n, v_total), dtype=torch.bool),
+                         teacher=torch.zeros((n, 2, backbone.embedding_dim), dtype=torch.float32))
+    if with_stage:
+        cache.stage = torch.zeros((n, v_total, backbone.stage_channels, h, w), dtype=torch.float16)
+    return cache
+
+
+def _fill_cache(cache: FeatureCache, idx: list[int], loader, backbone, cfg, *, device, graph, batch_size: int) -> None:
+    """Every cached view of the images `idx`: maps (and stage maps), visibility, flags, teacher."""
+    imgs, meta = _cache_views(loader, idx, cfg)
+    if cache.stage is not None:
+        stages, maps = compute_views_split_features(backbone, np.stack(imgs), device=device, batch_size=batch_size)
+        for (i, v, _), st in zip(meta, stages):
+            cache.stage[i, v] = st
+    else:
+        maps = compute_views_features(backbone, np.stack(imgs), device=device, batch_size=batch_size, graph=graph)
+    h, w = backbone.feature_size
+    for (i, v, view), m in zip(meta, maps):
+        cache.fm[i, v] = m
+        cache.fmask[i, v, 0] = torch.from_numpy(feature_masks(view.visibility, (h, w)))
+        cache.has_mask[i, v] = view.has_mask
+        cache.flipped[i, v] = view.flipped
+    cache.teacher[idx] = _teacher_embeddings(backbone, loader, cache.fm, idx, cfg, device)
+
+
 def build_feature_cache(
     records: Sequence[ImageRecord],
     loader: ImageLoader,
@@ -405,35 +435,14 @@ def build_feature_cache(
             report(progress, len(records), len(records))
             return got
     backbone.eval()
-    n = len(records)
-    c = backbone.feature_channels
-    h, w = backbone.feature_size
-    cache = FeatureCache(fm=torch.zeros((n, v_total, c, h, w), dtype=torch.float16),
-                         fmask=torch.ones((n, v_total, 1, h, w), dtype=torch.float32),
-                         has_mask=torch.zeros((n, v_total), dtype=torch.bool),
-                         flipped=torch.zeros((n, v_total), dtype=torch.bool),
-                         teacher=torch.zeros((n, 2, backbone.embedding_dim), dtype=torch.float32))
-    with_stage = _with_stage(cfg)
-    if with_stage:
-        cache.stage = torch.zeros((n, v_total, backbone.stage_channels, h, w), dtype=torch.float16)
+    cache = _empty_cache(backbone, len(records), v_total, with_stage=_with_stage(cfg))
     bs = max(1, d.cache_batch_size)
-    graph = None if with_stage else body_graph(backbone, loader, cfg, device=device, weights_desc=weights_desc)
-    for s in range(0, n, bs):
-        idx = list(range(s, min(n, s + bs)))
-        imgs, meta = _cache_views(loader, idx, cfg)
-        if with_stage:
-            stages, maps = compute_views_split_features(backbone, np.stack(imgs), device=device, batch_size=bs * 2)
-            for (i, v, _), st in zip(meta, stages):
-                cache.stage[i, v] = st
-        else:
-            maps = compute_views_features(backbone, np.stack(imgs), device=device, batch_size=bs * 2, graph=graph)
-        for (i, v, view), m in zip(meta, maps):
-            cache.fm[i, v] = m
-            cache.fmask[i, v, 0] = torch.from_numpy(feature_masks(view.visibility, (h, w)))
-            cache.has_mask[i, v] = view.has_mask
-            cache.flipped[i, v] = view.flipped
-        cache.teacher[idx] = _teacher_embeddings(backbone, loader, cache.fm, idx, cfg, device)
-        report(progress, idx[-1] + 1, n)
+    graph = None if cache.stage is not None else body_graph(backbone, loader, cfg, device=device,
+                                                             weights_desc=weights_desc)
+    for s in range(0, len(records), bs):
+        idx = list(range(s, min(len(records), s + bs)))
+        _fill_cache(cache, idx, loader, backbone, cfg, device=device, graph=graph, batch_size=bs * 2)
+        report(progress, idx[-1] + 1, len(records))
     if graph is not None:
         graph.close()
     if cache_path is not None:
