@@ -196,21 +196,23 @@ def _as_features(arrays: dict[str, torch.Tensor | np.ndarray | None], *, n: int,
 @torch.inference_mode()
 def features_from_maps(model, views: Sequence[torch.Tensor], *, device, with_maps: bool = True,
                        with_contributions: bool = False, batch_size: int = 512,
-                       stage: torch.Tensor | None = None) -> Features:
+                       stage: torch.Tensor | None = None, jacobian: torch.Tensor | None = None) -> Features:
     """Features of images whose body feature maps are already computed (a frozen body's cache).
 
     views: V tensors [N, C, H, W] (the images, then their mirrors for flip TTA; any float dtype,
     any device). stage: [N, C_s, H, W] the images' last-stage inputs (needed for the match maps of
     a FaceModel with the QAConv branch). `model` (Backbone or FaceModel) is used as given (eval
-    mode is the caller's).
+    mode is the caller's). jacobian: the output layer's (`output_layer_jacobian`), when the caller
+    scores several sets with one model (computed here otherwise: seconds per call).
     Returns the same `Features` as `extract_features` on the images, every row ok.
     """
     views = list(views)
     n = len(views[0])
     face = _is_face_model(model)
     with_contributions = with_contributions and face
-    jacobian = None
-    if with_contributions:
+    if not with_contributions:
+        jacobian = None
+    elif jacobian is None:
         from occtool.matching.visibility_matched import output_layer_jacobian
 
         jacobian = output_layer_jacobian(model.backbone, device=device)

@@ -288,9 +288,14 @@ def evaluate(
     dim, map_hw = model.backbone.embedding_dim, evalset.feats["gallery"][0].shape[-2:]
     plan = {key: _set_methods(key, scoring, heavy_sets, len(maps[0]), dim, map_hw, fused_matched)
             for key, maps in evalset.feats.items()}
+    jacobian = None  # once per evaluation (the output layer may have trained since the last one)
+    if any("cosine_occ_matched" in methods for methods in plan.values()):
+        from occtool.matching.visibility_matched import output_layer_jacobian
+
+        jacobian = output_layer_jacobian(model.backbone, device=device)
     feats = {key: features_from_maps(model, maps, device=device, with_maps="qaconv" in plan[key],
                                      stage=None if evalset.stage is None else evalset.stage.get(key),
-                                     with_contributions="cosine_occ_matched" in plan[key])
+                                     with_contributions="cosine_occ_matched" in plan[key], jacobian=jacobian)
              for key, maps in evalset.feats.items()}
     res: dict = {}
     for key in (k for k in feats if k != "gallery"):
