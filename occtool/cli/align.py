@@ -20,7 +20,7 @@ def align(
     score_threshold: Optional[float] = typer.Option(
         None, "--score-threshold", help="Detection score threshold, in [0, 1] (default 0.5)."),
     max_side: Optional[int] = typer.Option(None, "--max-side", help="Downscale larger images for detection (default 1024; 0 = never)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default 2)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Workers (default 2): threads sharing one detector with ONNX Runtime, processes with PyTorch."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="RetinaFace MobileNet-0.25 state dict (default: shared weights)."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="RetinaFace runtime: torch, onnxruntime or auto (default: ONNX Runtime on the CPU when the network exports and agrees with PyTorch)."),
     device: str = DeviceOption,
