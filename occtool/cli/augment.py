@@ -40,6 +40,19 @@ def parse_occluders(text: str) -> dict[str, float]:
     return {f"weights.{n}": chosen.get(n, 0.0) for n in OCCLUDER_NAMES}
 
 
+def _options(*, mask_size, image_format, templates, occluders, **given) -> dict:
+    """The flags as AugmentConfig keys (None: not given)."""
+    options: dict = {
+        **given,
+        "mask_size": [mask_size, mask_size] if mask_size is not None else None,
+        "image_format": {"jpeg": "jpg"}.get(image_format, image_format) if image_format else None,
+        "medical_mask.templates_dir": str(templates) if templates is not None else None,
+    }
+    if occluders is not None:
+        options.update(parse_occluders(occluders))
+    return options
+
+
 def augment(
     src: Path = typer.Argument(..., help="Identity tree: SRC/<identity>/<image>."),
     out: Path = typer.Option(..., "--out", help="Output folder (images/, masks/, masks7/, manifest.jsonl, metrics.json)."),
@@ -80,19 +93,9 @@ def augment(
     from occtool.augment.batch import augment_tree
     from occtool.augment.config import AugmentConfig
 
-    options: dict = {
-        "copies": copies,
-        "keep_clean": keep_clean,
-        "seed": seed,
-        "workers": workers,
-        "missing_landmarks": missing_landmarks,
-        "mask_size": [mask_size, mask_size] if mask_size is not None else None,
-        "image_format": {"jpeg": "jpg"}.get(image_format, image_format) if image_format else None,
-        "jpeg_quality": jpeg_quality,
-        "medical_mask.templates_dir": str(templates) if templates is not None else None,
-    }
-    if occluders is not None:
-        options.update(parse_occluders(occluders))
+    options = _options(copies=copies, keep_clean=keep_clean, seed=seed, workers=workers,
+                       missing_landmarks=missing_landmarks, mask_size=mask_size, image_format=image_format,
+                       jpeg_quality=jpeg_quality, templates=templates, occluders=occluders)
     cfg = build_config(AugmentConfig, config, sets, options)
     with progress_bar("augment") as progress:
         metrics = augment_tree(src, out, cfg, landmarks=landmarks, force=force, progress=progress)

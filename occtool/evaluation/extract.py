@@ -475,8 +475,8 @@ def _run_graph_batches(run: _Run, unique: list[int], model, graph, *, spec, flip
     if workers > 1:
         stream = ordered_map(lambda idx: infer(load(idx)), batches, workers=workers)
     else:
-        stream = ((idx, infer(loaded)) for idx, loaded in (prefetched(load, batches) if prefetch else
-                                                           ((b, load(b)) for b in batches)))
+        loads = prefetched(load, batches) if prefetch else ((b, load(b)) for b in batches)
+        stream = ((idx, infer(loaded)) for idx, loaded in loads)
     for idx, (good, errors, res) in stream:
         run.errors.extend(errors)
         for j, (i, rs) in enumerate(good):
@@ -523,6 +523,19 @@ def _prepared(model, runtime: str, device: torch.device, with_contributions: boo
     return model, output_layer_jacobian(model.backbone, device=device)  # once: per batch it is one einsum
 
 
+def _start_run(paths: list[Path], pool, model, *, device, flip, with_maps, jacobian, needed, maps_file, cache_dir,
+               model_key) -> _Run:
+    """The run's bookkeeping: file hashes (read on `pool`), output rows, the cache's row shapes."""
+    run = _Run(paths=paths, hashes=list(pool.map(_hash_or_none, paths)), needed=needed,
+               outputs=_output_rows(len(paths), needed, maps_file, with_maps, jacobian is not None),
+               cache_root=Path(cache_dir) if cache_dir is not None and model_key is not None else None,
+               model_key=model_key)
+    if run.cache_root is not None:
+        run.shapes = _row_shapes(model, spec=_input_spec(model), device=device, flip=flip, with_maps=with_maps,
+                                 jacobian=jacobian, needed=needed)
+    return run
+
+
 def extract_features(
     records,
     *,
@@ -565,13 +578,8 @@ def extract_features(
     model, jacobian = _prepared(model, runtime, device, with_contributions)
     needed = _needed(face, with_maps, with_contributions)
     with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
-        run = _Run(paths=paths, hashes=list(pool.map(_hash_or_none, paths)), needed=needed,
-                   outputs=_output_rows(n, needed, maps_file, with_maps, with_contributions),
-                   cache_root=Path(cache_dir) if cache_dir is not None and model_key is not None else None,
-                   model_key=model_key)
-        if run.cache_root is not None:
-            run.shapes = _row_shapes(model, spec=_input_spec(model), device=device, flip=flip, with_maps=with_maps,
-                                     jacobian=jacobian, needed=needed)
+        run = _start_run(paths, pool, model, device=device, flip=flip, with_maps=with_maps, jacobian=jacobian,
+                         needed=needed, maps_file=maps_file, cache_dir=cache_dir, model_key=model_key)
         todo = run.from_cache()
         report(progress, n - len(todo), n)
         unique, dup_of = _unique_by_hash(todo, run.hashes)

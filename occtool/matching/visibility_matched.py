@@ -126,15 +126,15 @@ def _block_sizes(num_p: int, num_g: int, dim: int, block_bytes: int) -> tuple[in
     return min(num_p, side), min(num_g, side)
 
 
-def _pair_weights(vpv, vgv, mass_p, mass_g, out) -> tuple[torch.Tensor, torch.Tensor]:
-    """Visibility vpv [p, V, L], vgv [g, V, L], visible masses [p, V], [g, V] -> (w [p, g, VL]:
-    the joint visibility rescaled per view (module doc), written into `out` [p, g, V, L];
-    has_overlap [p, g] bool). The shared masses are one small batched GEMM ([V, p, L] x [V, L, g])."""
+def _pair_weights(vpv, vgv, mass_p, mass_g, out) -> torch.Tensor:
+    """Visibility vpv [p, V, L], vgv [g, V, L], visible masses [p, V], [g, V]: writes the joint
+    visibility rescaled per view (module doc) into `out` [p, g, V, L] and returns has_overlap
+    [p, g] bool. The shared masses are one small batched GEMM ([V, p, L] x [V, L, g])."""
     shared = torch.bmm(vpv.transpose(0, 1), vgv.permute(1, 2, 0)).permute(1, 2, 0)  # [p, g, V]
     scale = torch.minimum(mass_p[:, None], mass_g[None]).div_(shared.clamp_min(MIN_OVERLAP))
     torch.mul(vpv[:, None], vgv[None], out=out)
     out.mul_(scale[..., None])
-    return out.flatten(2), (shared >= MIN_OVERLAP).all(-1)
+    return (shared >= MIN_OVERLAP).all(-1)
 
 
 # GEMM depth multiple: [g, K] x [K, D] products with K = 104 run 1.4x the rate of K = 99 here
@@ -178,22 +178,22 @@ def _matched_scores(cp, cg, vp, vg, *, bias, views: int, block_bytes: int) -> to
     bias = bias.float()
     vpv, vgv = vp.unflatten(1, (views, -1)), vg.unflatten(1, (views, -1))  # [N, V, L]
     mass_p, mass_g = vpv.sum(-1), vgv.sum(-1)
+    shares = [starts[i::workers] for i in range(workers)]
+
+    def run(share, dest, side):
+        with torch.inference_mode():  # thread-local: each worker enters it itself
+            _score_blocks(dest, share, bp, bg, **side)
+
     with torch_threads(1) if workers > 1 else contextlib.nullcontext():  # every op single-threaded
         for c in range(0, num_p, chunk):
             d = min(num_p, c + chunk)
             side = dict(cp=_padded(cp[c:d], bias, k), cg=cg, vpv=vpv[c:d], vgv=vgv, mass_p=mass_p[c:d],
                         mass_g=mass_g, bias=bias)
-            shares = [starts[i::workers] for i in range(workers)]
-
-            def run(share, side=side, dest=out[c:d]):
-                with torch.inference_mode():  # thread-local: each worker enters it itself
-                    _score_blocks(dest, share, bp, bg, **side)
-
             if workers <= 1:
-                run(starts)
+                run(starts, out[c:d], side)
             else:
                 with ThreadPoolExecutor(workers) as pool:
-                    list(pool.map(run, shares))
+                    list(pool.map(lambda share: run(share, out[c:d], side), shares))
     return out
 
 
@@ -215,7 +215,7 @@ def _score_blocks(out, starts, bp: int, bg: int, *, cp, cg, vpv, vgv, mass_p, ma
             w_all = w_buf[: n_p * n_g * k].view(n_p, n_g, k)
             w_all[..., vl] = 1.0  # the bias location
             w_all[..., vl + 1:] = 0.0  # the padding (the buffer's layout changes with the block's size)
-            _, ok = _pair_weights(vpv[s:e], vgv[t:u], mass_p[s:e], mass_g[t:u], w_all[..., :vl].unflatten(2, vpv.shape[1:]))
+            ok = _pair_weights(vpv[s:e], vgv[t:u], mass_p[s:e], mass_g[t:u], w_all[..., :vl].unflatten(2, vpv.shape[1:]))
             raw_p = torch.bmm(w_all, cp[s:e], out=xp_buf[: n_p * n_g * dim].view(n_p, n_g, dim))
             raw_g = torch.bmm(w_all.transpose(0, 1), cgb, out=xg_buf[: n_p * n_g * dim].view(n_g, n_p, dim)).transpose(0, 1)
             sq_p = torch.linalg.vector_norm(raw_p, dim=-1).square_()

@@ -5,8 +5,9 @@
 - `session`: `make_session(path, threads=...)`, an ONNX Runtime CPU session (one intra-op thread
   per core given, sequential execution), `cached_session` (the same, kept for the next call on
   the same file), and `ort_available()`.
-- `prefetch`: `prefetched(load, items)`, the next item decoded in a background thread while the
-  caller runs the network on the current one.
+- `parallel`: `ordered_map(fn, items, workers=N)`, N threads running whole items (decode + one-thread
+  network calls), results in order; `prefetch`: `prefetched(load, items)`, its one-worker case: the
+  next item decoded in a background thread while the caller runs the network on the current one.
 - `select`: `resolve_runtime("torch" | "onnxruntime" | "auto", device)` and `onnx_graph_for(...)`,
   the model's exported graph, cached beside the feature cache and checked against PyTorch.
 """
