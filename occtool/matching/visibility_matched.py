@@ -29,7 +29,6 @@ Shapes: N images, V views, L = H*W locations, D embedding size; P probes, G gall
 
 from __future__ import annotations
 
-import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -129,12 +128,11 @@ def _block_sizes(num_p: int, num_g: int, dim: int, block_bytes: int) -> tuple[in
 def _strip_scales(vp_t, vg_t, mass_p, mass_g) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Visibility vp_t [V, p, L], vg_t [V, L, g], visible masses [V, p], [V, g] -> (has_overlap
     [p, g] bool, 1 / s_0 [p, g], s_v / s_0 [V-1, p, g]) with s_v the per-pair rescaling of view v
-    (module doc). The joint visibility scaled by s_v / s_0, with the bias location weighted
-    1 / s_0, gives each pair's raw embeddings divided by s_0 (> 0 wherever the pair has overlap),
-    which leaves the cosine unchanged and spares view 0 its scaling pass. Computed for a whole
-    gallery strip at once (vectorised along g, a few ops per strip instead of per block); the
-    shared masses are one small batched GEMM. Pairs without overlap get finite or inf values
-    that the caller masks."""
+    (module doc). The joint visibility scaled by s_v / s_0, with the bias weighted 1 / s_0, gives
+    each pair's raw embeddings divided by s_0 (> 0 wherever the pair has overlap): the cosine is
+    unchanged and view 0 needs no scaling pass. Computed for a whole gallery strip at once
+    (vectorised along g: a few ops per strip, not per block); the shared masses are one small
+    batched GEMM. Pairs without overlap may get inf here: the caller masks them."""
     shared = torch.bmm(vp_t, vg_t)  # [V, p, g]
     ok = (shared >= MIN_OVERLAP).all(0)
     scale = torch.minimum(mass_p[:, :, None], mass_g[:, None]).div_(shared.clamp_min_(MIN_OVERLAP))
@@ -142,121 +140,113 @@ def _strip_scales(vp_t, vg_t, mass_p, mass_g) -> tuple[torch.Tensor, torch.Tenso
     return ok, torch.reciprocal(s0), scale[1:].div_(s0)
 
 
-def _write_weights(w, vp_f, vg_f, inv_s0, ratio, *, locs: int) -> None:
-    """w [p, g, K] <- per pair: v_p * v_g over the VL locations (view v scaled by ratio[v-1]
-    [p, g]), then 1 / s_0 at the bias location (see `_strip_scales`); vp_f [p, VL], vg_f [g, VL].
-    One pass per op over contiguous runs of L (a [p, g, V, 1] broadcast scale is 5x slower)."""
-    vl = vp_f.shape[1]
-    torch.mul(vp_f[:, None], vg_f[None], out=w[..., :vl])
-    for v in range(1, vl // locs):
+def _bias_terms(vp_t, vg_t, beta_p_t, beta_g_t, ratio) -> tuple[torch.Tensor, torch.Tensor]:
+    """<x_p, B> and <x_g, B> per pair [p, g], x the raw embeddings without the bias (in units of
+    s_0, see `_strip_scales`): x_p = sum_l w[l] cp[l] with w = v_p v_g (s_v / s_0) per view, so
+    <x_p, B> = sum_v (s_v / s_0) sum_l v_g[l] (v_p[l] beta_p[l]) with beta = c B per location:
+    one small batched GEMM per side over the views ([V, p, L] x [V, L, g]), not a pass per pair.
+    beta_p_t [V, p, L] = vp_t * (cp B), beta_g_t [V, L, g] = vg_t * (cg B)."""
+    a_p, a_g = torch.bmm(beta_p_t, vg_t), torch.bmm(vp_t, beta_g_t)  # [V, p, g]
+    for v in range(1, a_p.shape[0]):
+        a_p[0].addcmul_(a_p[v], ratio[v - 1])
+        a_g[0].addcmul_(a_g[v], ratio[v - 1])
+    return a_p[0], a_g[0]
+
+
+def _write_weights(w, vp_f, vg_f, ratio, *, locs: int) -> None:
+    """w [p, g, VL] <- per pair: v_p * v_g, view v scaled by ratio[v-1] [p, g] (view 0 by 1, see
+    `_strip_scales`); vp_f [p, VL], vg_f [g, VL]. One pass per op over contiguous runs of L (a
+    [p, g, V, 1] broadcast scale is 5x slower)."""
+    torch.mul(vp_f[:, None], vg_f[None], out=w)
+    for v in range(1, vp_f.shape[1] // locs):
         w[..., v * locs: (v + 1) * locs].mul_(ratio[v - 1, :, :, None])
-    w[..., vl].copy_(inv_s0)
-
-
-# GEMM depth multiple: [g, K] x [K, D] products with K = 104 run 1.4x the rate of K = 99 here
-# (the packed kernels work in steps of 8), so VL+1 is padded with zero locations
-K_STEP = 8
-PROBE_CHUNK_BYTES = 256 * 2**20  # the probes' padded copy is made per chunk of at most this
-
-
-def _padded(contrib: torch.Tensor, bias: torch.Tensor, k: int, out: torch.Tensor | None = None) -> torch.Tensor:
-    """contrib [n, VL, D] -> [n, K, D] float32: the contributions, then B (the bias location, whose
-    weight is 1), then zeros; written into `out` (at least [n, K, D], allocated when None)."""
-    n, vl = contrib.shape[:2]
-    buf = torch.empty((n, k, bias.numel()), device=bias.device) if out is None else out[:n]
-    buf[:, :vl].copy_(contrib)
-    buf[:, vl] = bias
-    buf[:, vl + 1:] = 0.0
-    return buf
 
 
 def _matched_scores(cp, cg, vp, vg, *, bias, views: int, block_bytes: int) -> torch.Tensor:
     """contributions cp [P, VL, D], cg [G, VL, D], visibility vp [P, VL], vg [G, VL] -> [P, G].
 
-    Both sides' raw embeddings are batched GEMMs with the bias folded in as one more location
-    of weight 1 and contribution B = V b, padded with zero locations to K (a multiple of K_STEP):
-    raw_p = [w, 1, 0] [cp; B; 0]. Per block of p probes x g gallery images: the pair weights
-    w [p, g, K], then raw_p (p products [g, K] x [K, D]) and raw_g (g products [p, K] x [K, D])
-    into buffers reused by every block, then the cosine from three reductions over D. The
-    probes' padded copy is made once per chunk of probes, each gallery block's once per chunk.
-    With several torch threads on the CPU, the gallery blocks are shared out between that many
-    Python threads, each running its blocks single-threaded (the blocks' ops are too small for
-    intra-op threads, which stall each other on a busy machine); the scores are the same."""
+    Per pair, with w the joint visibility scaled by s_v / s_0 (`_strip_scales`: the raw
+    embeddings divided by s_0, which leaves the cosine unchanged), x = sum_l w[l] c[l] and
+    raw = x + B / s_0 (B = V b). Per block of p probes x g gallery images: w [p, g, VL], then x_p
+    (p products [g, VL] x [VL, D]) and x_g (g products [p, VL] x [VL, D]) straight from the
+    contributions (no padded copy: the GEMMs run as fast at depth VL = 98 as at 104 here) into
+    buffers reused by every block, then three reductions over D. The bias enters through
+    |raw|^2 = |x|^2 + 2 <x, B> / s_0 + |B|^2 / s_0^2 and <raw_p, raw_g> = <x_p, x_g> +
+    (<x_p, B> + <x_g, B>) / s_0 + |B|^2 / s_0^2, the <x, B> of a whole gallery strip from two
+    small GEMMs (`_bias_terms`). With several torch threads on the CPU, the gallery strips are
+    shared out between that many Python threads, each running its strips single-threaded (the
+    blocks' ops are too small for intra-op threads, which stall each other on a busy machine);
+    the scores are the same."""
     from occtool.runtime import torch_threads
 
-    num_p, num_g, vl, dim = cp.shape[0], cg.shape[0], cp.shape[1], cp.shape[2]
-    k = -(-(vl + 1) // K_STEP) * K_STEP
+    num_p, num_g, dim = cp.shape[0], cg.shape[0], cp.shape[2]
     bp, bg = _block_sizes(num_p, num_g, dim, block_bytes)
-    chunk = max(bp, PROBE_CHUNK_BYTES // (4 * k * dim) // bp * bp)
     starts = list(range(0, num_g, bg))
     workers = min(torch.get_num_threads(), len(starts)) if cp.device.type == "cpu" else 1
     out = torch.empty((num_p, num_g), device=cp.device)
     bias = bias.float()
+    cp, cg = cp.float().contiguous(), cg.float().contiguous()  # no-ops for float32 contributions
     vpv, vgv = vp.unflatten(1, (views, -1)), vg.unflatten(1, (views, -1))  # [N, V, L]
-    mass_p, mass_g = vpv.sum(-1), vgv.sum(-1)
-    shares = [starts[i::workers] for i in range(workers)]
+    side = dict(cp=cp, cg=cg, vpv=vpv, vgv=vgv, bias=bias)
 
-    def run(share, dest, side):
+    def run(share):
         with torch.inference_mode():  # thread-local: each worker enters it itself
-            _score_blocks(dest, share, bp, bg, **side)
+            _score_blocks(out, share, bp, bg, **side)
 
-    with torch_threads(1) if workers > 1 else contextlib.nullcontext():  # every op single-threaded
-        for c in range(0, num_p, chunk):
-            d = min(num_p, c + chunk)
-            side = dict(cp=_padded(cp[c:d], bias, k), cg=cg, vpv=vpv[c:d], vgv=vgv, mass_p=mass_p[c:d],
-                        mass_g=mass_g, bias=bias)
-            if workers <= 1:
-                run(starts, out[c:d], side)
-            else:
-                with ThreadPoolExecutor(workers) as pool:
-                    list(pool.map(lambda share: run(share, out[c:d], side), shares))
+    if workers <= 1:
+        run(starts)
+    else:
+        with torch_threads(1), ThreadPoolExecutor(workers) as pool:  # every op single-threaded
+            list(pool.map(run, [starts[i::workers] for i in range(workers)]))
     return out
 
 
-def _score_blocks(out, starts, bp: int, bg: int, *, cp, cg, vpv, vgv, mass_p, mass_g, bias) -> None:
-    """Fill out[:, t:t+bg] for the gallery strips starting at `starts`; cp is the probes' padded
-    [P, K, D] copy (see `_matched_scores`)."""
-    num_p, num_g, k, dim = cp.shape[0], cg.shape[0], cp.shape[1], cp.shape[2]
+def _score_blocks(out, starts, bp: int, bg: int, *, cp, cg, vpv, vgv, bias) -> None:
+    """Fill out[:, t:t+bg] for the gallery strips starting at `starts` (see `_matched_scores`)."""
+    num_p, num_g, vl, dim = cp.shape[0], cg.shape[0], cp.shape[1], cp.shape[2]
     dev = cp.device
     vp_t, vg_t = vpv.transpose(0, 1).contiguous(), vgv.permute(1, 2, 0).contiguous()  # [V, P, L], [V, L, G]
-    cg_buf = torch.empty((bg, k, dim), device=dev)
-    side = dict(cp=cp, vp_f=vpv.flatten(1), vg_f=vgv.flatten(1), locs=vpv.shape[2], w_buf=torch.empty(bp * bg * k, device=dev),
+    beta_p_t = vp_t * (cp @ bias).T.unflatten(0, vpv.shape[1:]).transpose(1, 2)  # v_p (cp B) [V, P, L]
+    mass_p_t, mass_g_t = vp_t.sum(-1), vg_t.sum(1)  # [V, P], [V, G]
+    side = dict(cp=cp, cg=cg, vp_f=vpv.flatten(1), vg_f=vgv.flatten(1), locs=vpv.shape[2],
+                w_buf=torch.empty(bp * bg * vl, device=dev),
                 x_bufs=(torch.empty(bp * bg * dim, device=dev), torch.empty(bp * bg * dim, device=dev)),
-                sums=[torch.empty(num_p * bg, device=dev) for _ in range(3)], shape=[None])
-    mass_p_t, mass_g_t = mass_p.T.contiguous(), mass_g.T.contiguous()
+                sums=[torch.empty(num_p * bg, device=dev) for _ in range(3)])
+    sq_bias = bias.square().sum()
     for t in starts:
         u = min(num_g, t + bg)
         ok, inv_s0, ratio = _strip_scales(vp_t, vg_t[:, :, t:u], mass_p_t, mass_g_t[:, t:u])
-        dot, norm_p, norm_g = _score_strip(t, u, bp, cgb=_padded(cg[t:u], bias, k, out=cg_buf),
-                                           inv_s0=inv_s0, ratio=ratio, **side)
-        cos = dot.div_(norm_p.mul_(norm_g.T).clamp_min_(1e-12))
+        beta_g_t = vg_t[:, :, t:u] * (cg[t:u] @ bias).T.unflatten(0, vpv.shape[1:])  # [V, L, g]
+        a_p, a_g = _bias_terms(vp_t, vg_t[:, :, t:u], beta_p_t, beta_g_t, ratio)
+        dot, sq_p, sq_g = _score_strip(t, u, bp, ratio=ratio, **side)
+        e = inv_s0.square().mul_(sq_bias)  # |B|^2 / s_0^2
+        sq_p.square_().addcmul_(a_p, inv_s0, value=2.0).add_(e)
+        sq_g = sq_g.T.square_().addcmul_(a_g, inv_s0, value=2.0).add_(e)
+        dot.addcmul_(a_p.add_(a_g), inv_s0).add_(e)
+        cos = dot.div_(sq_p.mul_(sq_g).sqrt_().clamp_min_(1e-12))
         torch.where(ok, cos, torch.zeros((), device=dev), out=out[:, t:u])  # NaN-safe: no-overlap pairs may hold inf
 
 
-def _score_strip(t, u, bp, *, cp, cgb, vp_f, vg_f, inv_s0, ratio, locs, w_buf, x_bufs, sums, shape):
-    """All probes x the gallery images t:u, in blocks of bp probes -> (dot [P, g], |raw_p| [P, g],
-    |raw_g| [g, P]) of the pairs' raw embeddings (each divided by s_0). Per block: the weights
-    w [p, g, K] (3 ops), raw_p = p products [g, K] x [K, D] and raw_g = g products [p, K] x [K, D]
-    into reused buffers, each reduced while it is hot (the norm right after its GEMM), then the
-    dot; the reductions write straight into the strip's sums. 9 ops per block, so that smaller,
+def _score_strip(t, u, bp, *, cp, cg, vp_f, vg_f, ratio, locs, w_buf, x_bufs, sums):
+    """All probes x the gallery images t:u, in blocks of bp probes -> (<x_p, x_g> [P, g], |x_p|
+    [P, g], |x_g| [g, P]). Per block: the weights w [p, g, VL] (2 ops), x_p and x_g (two batched
+    GEMMs into reused buffers), each reduced while it is hot (the norm right after its GEMM),
+    then the dot; the reductions write straight into the strip's sums: 7 ops per block, so that
     cache-sized blocks do not drown in per-op overhead."""
-    num_p, k, dim = cp.shape[0], cp.shape[1], cp.shape[2]
+    num_p, vl, dim = cp.shape[0], cp.shape[1], cp.shape[2]
     n_g = u - t
     dot, norm_p = (b[: num_p * n_g].view(num_p, n_g) for b in sums[:2])
-    norm_g = sums[2][: num_p * n_g].view(n_g, num_p)  # gallery-major: raw_g's own layout
+    norm_g = sums[2][: num_p * n_g].view(n_g, num_p)  # gallery-major: x_g's own layout
     for s in range(0, num_p, bp):
         e = min(num_p, s + bp)
         n_p = e - s
-        w = w_buf[: n_p * n_g * k].view(n_p, n_g, k)
-        if shape[0] != (n_p, n_g):  # the padding locations: zero, rewritten only when the layout changes
-            w[..., vp_f.shape[1] + 1:] = 0.0
-            shape[0] = (n_p, n_g)
-        _write_weights(w, vp_f[s:e], vg_f[t:u], inv_s0[s:e], ratio[:, s:e], locs=locs)
-        raw_p = torch.bmm(w, cp[s:e], out=x_bufs[0][: n_p * n_g * dim].view(n_p, n_g, dim))
-        torch.linalg.vector_norm(raw_p, dim=-1, out=norm_p[s:e])
-        raw_g = torch.bmm(w.transpose(0, 1), cgb, out=x_bufs[1][: n_p * n_g * dim].view(n_g, n_p, dim))
-        torch.linalg.vector_norm(raw_g, dim=-1, out=norm_g[:, s:e])
-        torch.sum(raw_p.mul_(raw_g.transpose(0, 1)), -1, out=dot[s:e])
+        w = w_buf[: n_p * n_g * vl].view(n_p, n_g, vl)
+        _write_weights(w, vp_f[s:e], vg_f[t:u], ratio[:, s:e], locs=locs)
+        x_p = torch.bmm(w, cp[s:e], out=x_bufs[0][: n_p * n_g * dim].view(n_p, n_g, dim))
+        torch.linalg.vector_norm(x_p, dim=-1, out=norm_p[s:e])
+        x_g = torch.bmm(w.transpose(0, 1), cg[t:u], out=x_bufs[1][: n_p * n_g * dim].view(n_g, n_p, dim))
+        torch.linalg.vector_norm(x_g, dim=-1, out=norm_g[:, s:e])
+        torch.sum(x_p.mul_(x_g.transpose(0, 1)), -1, out=dot[s:e])
     return dot, norm_p, norm_g
 
 
