@@ -123,7 +123,7 @@ def _block_sizes(num_p: int, num_g: int, dim: int, block_bytes: int) -> tuple[in
     """(p, g) per block: g = 2 p, p * g * dim * 4 bytes <= block_bytes (64 x 128 at 4 MiB, D = 128:
     the best of 32x64 .. 128x128 measured, the gallery side's GEMMs the longer ones)."""
     p = max(1, int((max(1, block_bytes // (8 * dim))) ** 0.5))
-    return min(num_p, p), min(num_g, 2 * p)
+    return max(1, min(num_p, p)), max(1, min(num_g, 2 * p))  # >= 1: empty sides give empty scores
 
 
 def _strip_scales(vp_t, vg_t, mass_p, mass_g) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
