@@ -263,9 +263,9 @@ class VisibilityMatchedScorer:
     and 0 where a pair shares no visibility. All-ones visibility gives the plain (flip-summed)
     embedding's cosine.
 
-    Computed in cache-sized blocks of probes x gallery (`_matched_scores`): the [p, g, D]
-    intermediates of a block stay within `chunk_bytes` (the elementwise part then runs in L2),
-    and both sides' embeddings are batched GEMMs over the VL locations with the bias fused.
+    Computed in blocks of probes x gallery (`_matched_scores`): the [p, g, D] intermediates of a
+    block stay within `chunk_bytes`, both sides' embeddings are batched GEMMs over the VL
+    locations, and the bias enters through the cosine's algebra.
     """
 
     def __init__(self, *, bias: torch.Tensor, views: int, chunk_bytes: int = DEFAULT_BLOCK_BYTES):
