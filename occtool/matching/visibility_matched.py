@@ -40,6 +40,7 @@ from occtool.errors import OcctoolError
 DEFAULT_BLOCK_BYTES = 4 * 2**20
 _UNIT = 1024.0  # one-hot value for the Jacobian (see output_layer_jacobian)
 MIN_OVERLAP = 1e-3  # shared visible mass (in locations) below which a pair has no evidence
+PROBE_CHUNK = 4096  # probes per pass over the gallery: bounds the per-strip [V, P, g] arrays (a few MB)
 
 
 @torch.inference_mode()
@@ -188,17 +189,18 @@ def _matched_scores(cp, cg, vp, vg, *, bias, views: int, block_bytes: int) -> to
     bias = bias.float()
     cp, cg = cp.float().contiguous(), cg.float().contiguous()  # no-ops for float32 contributions
     vpv, vgv = vp.unflatten(1, (views, -1)), vg.unflatten(1, (views, -1))  # [N, V, L]
-    side = dict(cp=cp, cg=cg, vpv=vpv, vgv=vgv, bias=bias)
 
-    def run(share):
+    def run(share, c, d):
         with torch.inference_mode():  # thread-local: each worker enters it itself
-            _score_blocks(out, share, bp, bg, **side)
+            _score_blocks(out[c:d], share, bp, bg, cp=cp[c:d], cg=cg, vpv=vpv[c:d], vgv=vgv, bias=bias)
 
-    if workers <= 1:
-        run(starts)
-    else:
-        with torch_threads(1), ThreadPoolExecutor(workers) as pool:  # every op single-threaded
-            list(pool.map(run, [starts[i::workers] for i in range(workers)]))
+    for c in range(0, num_p, PROBE_CHUNK):  # bounds the per-strip [V, P, g] arrays
+        d = min(num_p, c + PROBE_CHUNK)
+        if workers <= 1:
+            run(starts, c, d)
+        else:
+            with torch_threads(1), ThreadPoolExecutor(workers) as pool:  # every op single-threaded
+                list(pool.map(lambda share: run(share, c, d), [starts[i::workers] for i in range(workers)]))
     return out
 
 

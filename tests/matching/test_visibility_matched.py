@@ -246,3 +246,17 @@ def test_strip_helpers_equal_the_rescaled_weights_up_to_one_factor_per_pair():
     a_p, a_g = _bias_terms(vp_t, vg_t, beta_p_t, beta_g_t, ratio)
     torch.testing.assert_close(a_p[1:], torch.einsum("pgl,pld,d->pg", w, cp, bias)[1:], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(a_g[1:], torch.einsum("pgl,gld,d->pg", w, cg, bias)[1:], rtol=1e-5, atol=1e-5)
+
+
+def test_probe_chunks_and_block_shapes_change_nothing(monkeypatch):
+    import occtool.matching.visibility_matched as vm
+
+    g = torch.Generator().manual_seed(7)
+    cp, cg = torch.randn(11, 2 * 49, 16, generator=g), torch.randn(37, 2 * 49, 16, generator=g)
+    vp, vg = torch.rand(11, 2 * 49, generator=g), torch.rand(37, 2 * 49, generator=g)
+    scorer = VisibilityMatchedScorer(bias=torch.randn(16, generator=g), views=2)
+    want = scorer.score(cp, cg, vp, vg)
+    monkeypatch.setattr(vm, "PROBE_CHUNK", 3)
+    small = VisibilityMatchedScorer(bias=scorer.bias, views=2, chunk_bytes=4 * 8 * 16 * 4)  # 4 x 8 blocks
+    torch.testing.assert_close(small.score(cp, cg, vp, vg), want, rtol=1e-5, atol=1e-6)
+    assert scorer.score(cp[:0], cg, vp[:0], vg).shape == (0, 37)
