@@ -29,7 +29,6 @@ Shapes: N images, V views, L = H*W locations, D embedding size; P probes, G gall
 
 from __future__ import annotations
 
-import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -37,10 +36,11 @@ import torch.nn.functional as F
 
 from occtool.errors import OcctoolError
 
-# bytes of one [p, g, D] float32 block (two of them live at once): cache-sized (L2 is 2 MiB here)
-DEFAULT_BLOCK_BYTES = 2 * 2**20
+# bytes of one [p, g, D] float32 block (two of them live at once; see _block_sizes)
+DEFAULT_BLOCK_BYTES = 4 * 2**20
 _UNIT = 1024.0  # one-hot value for the Jacobian (see output_layer_jacobian)
 MIN_OVERLAP = 1e-3  # shared visible mass (in locations) below which a pair has no evidence
+PROBE_CHUNK = 4096  # probes per pass over the gallery: bounds the per-strip [V, P, g] arrays (a few MB)
 
 
 @torch.inference_mode()
@@ -121,107 +121,136 @@ def matched_weights(vis_p: torch.Tensor, vis_g: torch.Tensor, views: int) -> tup
 
 
 def _block_sizes(num_p: int, num_g: int, dim: int, block_bytes: int) -> tuple[int, int]:
-    """(p, g) per block: about square, p * g * dim * 4 bytes <= block_bytes."""
-    side = max(1, int((max(1, block_bytes // (4 * dim))) ** 0.5))
-    return min(num_p, side), min(num_g, side)
+    """(p, g) per block: g = 2 p, p * g * dim * 4 bytes <= block_bytes (64 x 128 at 4 MiB, D = 128:
+    the best of 32x64 .. 128x128 measured, the gallery side's GEMMs the longer ones)."""
+    p = max(1, int((max(1, block_bytes // (8 * dim))) ** 0.5))
+    return max(1, min(num_p, p)), max(1, min(num_g, 2 * p))  # >= 1: empty sides give empty scores
 
 
-def _pair_weights(vpv, vgv, mass_p, mass_g, out) -> torch.Tensor:
-    """Visibility vpv [p, V, L], vgv [g, V, L], visible masses [p, V], [g, V]: writes the joint
-    visibility rescaled per view (module doc) into `out` [p, g, V, L] and returns has_overlap
-    [p, g] bool. The shared masses are one small batched GEMM ([V, p, L] x [V, L, g])."""
-    shared = torch.bmm(vpv.transpose(0, 1), vgv.permute(1, 2, 0)).permute(1, 2, 0)  # [p, g, V]
-    scale = torch.minimum(mass_p[:, None], mass_g[None]).div_(shared.clamp_min(MIN_OVERLAP))
-    torch.mul(vpv[:, None], vgv[None], out=out)
-    out.mul_(scale[..., None])
-    return (shared >= MIN_OVERLAP).all(-1)
+def _strip_scales(vp_t, vg_t, mass_p, mass_g) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Visibility vp_t [V, p, L], vg_t [V, L, g], visible masses [V, p], [V, g] -> (has_overlap
+    [p, g] bool, 1 / s_0 [p, g], s_v / s_0 [V-1, p, g]) with s_v the per-pair rescaling of view v
+    (module doc). The joint visibility scaled by s_v / s_0, with the bias weighted 1 / s_0, gives
+    each pair's raw embeddings divided by s_0 (> 0 wherever the pair has overlap): the cosine is
+    unchanged and view 0 needs no scaling pass. Computed for a whole gallery strip at once
+    (vectorised along g: a few ops per strip, not per block); the shared masses are one small
+    batched GEMM. Pairs without overlap may get inf here: the caller masks them."""
+    shared = torch.bmm(vp_t, vg_t)  # [V, p, g]
+    ok = (shared >= MIN_OVERLAP).all(0)
+    scale = torch.minimum(mass_p[:, :, None], mass_g[:, None]).div_(shared.clamp_min_(MIN_OVERLAP))
+    s0 = scale[0].clamp_min_(1e-30)
+    return ok, torch.reciprocal(s0), scale[1:].div_(s0)
 
 
-# GEMM depth multiple: [g, K] x [K, D] products with K = 104 run 1.4x the rate of K = 99 here
-# (the packed kernels work in steps of 8), so VL+1 is padded with zero locations
-K_STEP = 8
-PROBE_CHUNK_BYTES = 256 * 2**20  # the probes' padded copy is made per chunk of at most this
+def _bias_terms(vp_t, vg_t, beta_p_t, beta_g_t, ratio) -> tuple[torch.Tensor, torch.Tensor]:
+    """<x_p, B> and <x_g, B> per pair [p, g], x the raw embeddings without the bias (in units of
+    s_0, see `_strip_scales`): x_p = sum_l w[l] cp[l] with w = v_p v_g (s_v / s_0) per view, so
+    <x_p, B> = sum_v (s_v / s_0) sum_l v_g[l] (v_p[l] beta_p[l]) with beta = c B per location:
+    one small batched GEMM per side over the views ([V, p, L] x [V, L, g]), not a pass per pair.
+    beta_p_t [V, p, L] = vp_t * (cp B), beta_g_t [V, L, g] = vg_t * (cg B)."""
+    a_p, a_g = torch.bmm(beta_p_t, vg_t), torch.bmm(vp_t, beta_g_t)  # [V, p, g]
+    for v in range(1, a_p.shape[0]):
+        a_p[0].addcmul_(a_p[v], ratio[v - 1])
+        a_g[0].addcmul_(a_g[v], ratio[v - 1])
+    return a_p[0], a_g[0]
 
 
-def _padded(contrib: torch.Tensor, bias: torch.Tensor, k: int, out: torch.Tensor | None = None) -> torch.Tensor:
-    """contrib [n, VL, D] -> [n, K, D] float32: the contributions, then B (the bias location, whose
-    weight is 1), then zeros; written into `out` (at least [n, K, D], allocated when None)."""
-    n, vl = contrib.shape[:2]
-    buf = torch.empty((n, k, bias.numel()), device=bias.device) if out is None else out[:n]
-    buf[:, :vl].copy_(contrib)
-    buf[:, vl] = bias
-    buf[:, vl + 1:] = 0.0
-    return buf
+def _write_weights(w, vp_f, vg_f, ratio, *, locs: int) -> None:
+    """w [p, g, VL] <- per pair: v_p * v_g, view v scaled by ratio[v-1] [p, g] (view 0 by 1, see
+    `_strip_scales`); vp_f [p, VL], vg_f [g, VL]. One pass per op over contiguous runs of L (a
+    [p, g, V, 1] broadcast scale is 5x slower)."""
+    torch.mul(vp_f[:, None], vg_f[None], out=w)
+    for v in range(1, vp_f.shape[1] // locs):
+        w[..., v * locs: (v + 1) * locs].mul_(ratio[v - 1, :, :, None])
 
 
 def _matched_scores(cp, cg, vp, vg, *, bias, views: int, block_bytes: int) -> torch.Tensor:
     """contributions cp [P, VL, D], cg [G, VL, D], visibility vp [P, VL], vg [G, VL] -> [P, G].
 
-    Both sides' raw embeddings are batched GEMMs with the bias folded in as one more location
-    of weight 1 and contribution B = V b, padded with zero locations to K (a multiple of K_STEP):
-    raw_p = [w, 1, 0] [cp; B; 0]. Per block of p probes x g gallery images: the pair weights
-    w [p, g, K], then raw_p (p products [g, K] x [K, D]) and raw_g (g products [p, K] x [K, D])
-    into buffers reused by every block, then the cosine from three reductions over D. The
-    probes' padded copy is made once per chunk of probes, each gallery block's once per chunk.
-    With several torch threads on the CPU, the gallery blocks are shared out between that many
-    Python threads, each running its blocks single-threaded (the blocks' ops are too small for
-    intra-op threads, which stall each other on a busy machine); the scores are the same."""
+    Per pair, with w the joint visibility scaled by s_v / s_0 (`_strip_scales`: the raw
+    embeddings divided by s_0, which leaves the cosine unchanged), x = sum_l w[l] c[l] and
+    raw = x + B / s_0 (B = V b). Per block of p probes x g gallery images: w [p, g, VL], then x_p
+    (p products [g, VL] x [VL, D]) and x_g (g products [p, VL] x [VL, D]) straight from the
+    contributions (no padded copy: the GEMMs run as fast at depth VL = 98 as at 104 here) into
+    buffers reused by every block, then three reductions over D. The bias enters through
+    |raw|^2 = |x|^2 + 2 <x, B> / s_0 + |B|^2 / s_0^2 and <raw_p, raw_g> = <x_p, x_g> +
+    (<x_p, B> + <x_g, B>) / s_0 + |B|^2 / s_0^2, the <x, B> of a whole gallery strip from two
+    small GEMMs (`_bias_terms`). With several torch threads on the CPU, the gallery strips are
+    shared out between that many Python threads, each running its strips single-threaded (the
+    blocks' ops are too small for intra-op threads, which stall each other on a busy machine);
+    the scores are the same."""
     from occtool.runtime import torch_threads
 
-    num_p, num_g, vl, dim = cp.shape[0], cg.shape[0], cp.shape[1], cp.shape[2]
-    k = -(-(vl + 1) // K_STEP) * K_STEP
+    num_p, num_g, dim = cp.shape[0], cg.shape[0], cp.shape[2]
     bp, bg = _block_sizes(num_p, num_g, dim, block_bytes)
-    chunk = max(bp, PROBE_CHUNK_BYTES // (4 * k * dim) // bp * bp)
     starts = list(range(0, num_g, bg))
     workers = min(torch.get_num_threads(), len(starts)) if cp.device.type == "cpu" else 1
     out = torch.empty((num_p, num_g), device=cp.device)
     bias = bias.float()
+    cp, cg = cp.float().contiguous(), cg.float().contiguous()  # no-ops for float32 contributions
     vpv, vgv = vp.unflatten(1, (views, -1)), vg.unflatten(1, (views, -1))  # [N, V, L]
-    mass_p, mass_g = vpv.sum(-1), vgv.sum(-1)
-    shares = [starts[i::workers] for i in range(workers)]
 
-    def run(share, dest, side):
+    def run(share, c, d):
         with torch.inference_mode():  # thread-local: each worker enters it itself
-            _score_blocks(dest, share, bp, bg, **side)
+            _score_blocks(out[c:d], share, bp, bg, cp=cp[c:d], cg=cg, vpv=vpv[c:d], vgv=vgv, bias=bias)
 
-    with torch_threads(1) if workers > 1 else contextlib.nullcontext():  # every op single-threaded
-        for c in range(0, num_p, chunk):
-            d = min(num_p, c + chunk)
-            side = dict(cp=_padded(cp[c:d], bias, k), cg=cg, vpv=vpv[c:d], vgv=vgv, mass_p=mass_p[c:d],
-                        mass_g=mass_g, bias=bias)
-            if workers <= 1:
-                run(starts, out[c:d], side)
-            else:
-                with ThreadPoolExecutor(workers) as pool:
-                    list(pool.map(lambda share: run(share, out[c:d], side), shares))
+    for c in range(0, num_p, PROBE_CHUNK):  # bounds the per-strip [V, P, g] arrays
+        d = min(num_p, c + PROBE_CHUNK)
+        if workers <= 1:
+            run(starts, c, d)
+        else:
+            with torch_threads(1), ThreadPoolExecutor(workers) as pool:  # every op single-threaded
+                list(pool.map(lambda share: run(share, c, d), [starts[i::workers] for i in range(workers)]))
     return out
 
 
-def _score_blocks(out, starts, bp: int, bg: int, *, cp, cg, vpv, vgv, mass_p, mass_g, bias) -> None:
-    """Fill out[:, t:t+bg] for the gallery blocks starting at `starts`; cp is the probes' padded
-    [P, K, D] copy (see `_matched_scores`)."""
-    num_p, num_g, k, dim = cp.shape[0], cg.shape[0], cp.shape[1], cp.shape[2]
-    vl = cg.shape[1]
+def _score_blocks(out, starts, bp: int, bg: int, *, cp, cg, vpv, vgv, bias) -> None:
+    """Fill out[:, t:t+bg] for the gallery strips starting at `starts` (see `_matched_scores`)."""
+    num_p, num_g, vl, dim = cp.shape[0], cg.shape[0], cp.shape[1], cp.shape[2]
     dev = cp.device
-    cg_buf = torch.empty((bg, k, dim), device=dev)
-    xp_buf, xg_buf = torch.empty(bp * bg * dim, device=dev), torch.empty(bp * bg * dim, device=dev)
-    w_buf = torch.empty(bp * bg * k, device=dev)
+    vp_t, vg_t = vpv.transpose(0, 1).contiguous(), vgv.permute(1, 2, 0).contiguous()  # [V, P, L], [V, L, G]
+    beta_p_t = vp_t * (cp @ bias).T.unflatten(0, vpv.shape[1:]).transpose(1, 2)  # v_p (cp B) [V, P, L]
+    mass_p_t, mass_g_t = vp_t.sum(-1), vg_t.sum(1)  # [V, P], [V, G]
+    side = dict(cp=cp, cg=cg, vp_f=vpv.flatten(1), vg_f=vgv.flatten(1), locs=vpv.shape[2],
+                w_buf=torch.empty(bp * bg * vl, device=dev),
+                x_bufs=(torch.empty(bp * bg * dim, device=dev), torch.empty(bp * bg * dim, device=dev)),
+                sums=[torch.empty(num_p * bg, device=dev) for _ in range(3)])
+    sq_bias = bias.square().sum()
     for t in starts:
         u = min(num_g, t + bg)
-        cgb = _padded(cg[t:u], bias, k, out=cg_buf)  # [g, K, D]
-        for s in range(0, num_p, bp):
-            e = min(num_p, s + bp)
-            n_p, n_g = e - s, u - t
-            w_all = w_buf[: n_p * n_g * k].view(n_p, n_g, k)
-            w_all[..., vl] = 1.0  # the bias location
-            w_all[..., vl + 1:] = 0.0  # the padding (the buffer's layout changes with the block's size)
-            ok = _pair_weights(vpv[s:e], vgv[t:u], mass_p[s:e], mass_g[t:u], w_all[..., :vl].unflatten(2, vpv.shape[1:]))
-            raw_p = torch.bmm(w_all, cp[s:e], out=xp_buf[: n_p * n_g * dim].view(n_p, n_g, dim))
-            raw_g = torch.bmm(w_all.transpose(0, 1), cgb, out=xg_buf[: n_p * n_g * dim].view(n_g, n_p, dim)).transpose(0, 1)
-            sq_p = torch.linalg.vector_norm(raw_p, dim=-1).square_()
-            sq_g = torch.linalg.vector_norm(raw_g, dim=-1).square_()
-            dot = raw_p.mul_(raw_g).sum(-1)
-            out[s:e, t:u] = dot.div_(sq_p.mul_(sq_g).sqrt_().clamp_min_(1e-12)).mul_(ok)
+        ok, inv_s0, ratio = _strip_scales(vp_t, vg_t[:, :, t:u], mass_p_t, mass_g_t[:, t:u])
+        beta_g_t = vg_t[:, :, t:u] * (cg[t:u] @ bias).T.unflatten(0, vpv.shape[1:])  # [V, L, g]
+        a_p, a_g = _bias_terms(vp_t, vg_t[:, :, t:u], beta_p_t, beta_g_t, ratio)
+        dot, sq_p, sq_g = _score_strip(t, u, bp, ratio=ratio, **side)
+        e = inv_s0.square().mul_(sq_bias)  # |B|^2 / s_0^2
+        sq_p.square_().addcmul_(a_p, inv_s0, value=2.0).add_(e)
+        sq_g = sq_g.T.square_().addcmul_(a_g, inv_s0, value=2.0).add_(e)
+        dot.addcmul_(a_p.add_(a_g), inv_s0).add_(e)
+        cos = dot.div_(sq_p.mul_(sq_g).sqrt_().clamp_min_(1e-12))
+        torch.where(ok, cos, torch.zeros((), device=dev), out=out[:, t:u])  # NaN-safe: no-overlap pairs may hold inf
+
+
+def _score_strip(t, u, bp, *, cp, cg, vp_f, vg_f, ratio, locs, w_buf, x_bufs, sums):
+    """All probes x the gallery images t:u, in blocks of bp probes -> (<x_p, x_g> [P, g], |x_p|
+    [P, g], |x_g| [g, P]). Per block: the weights w [p, g, VL] (2 ops), x_p and x_g (two batched
+    GEMMs into reused buffers), each reduced while it is hot (the norm right after its GEMM),
+    then the dot; the reductions write straight into the strip's sums: 7 ops per block, so that
+    cache-sized blocks do not drown in per-op overhead."""
+    num_p, vl, dim = cp.shape[0], cp.shape[1], cp.shape[2]
+    n_g = u - t
+    dot, norm_p = (b[: num_p * n_g].view(num_p, n_g) for b in sums[:2])
+    norm_g = sums[2][: num_p * n_g].view(n_g, num_p)  # gallery-major: x_g's own layout
+    for s in range(0, num_p, bp):
+        e = min(num_p, s + bp)
+        n_p = e - s
+        w = w_buf[: n_p * n_g * vl].view(n_p, n_g, vl)
+        _write_weights(w, vp_f[s:e], vg_f[t:u], ratio[:, s:e], locs=locs)
+        x_p = torch.bmm(w, cp[s:e], out=x_bufs[0][: n_p * n_g * dim].view(n_p, n_g, dim))
+        torch.linalg.vector_norm(x_p, dim=-1, out=norm_p[s:e])
+        x_g = torch.bmm(w.transpose(0, 1), cg[t:u], out=x_bufs[1][: n_p * n_g * dim].view(n_g, n_p, dim))
+        torch.linalg.vector_norm(x_g, dim=-1, out=norm_g[:, s:e])
+        torch.sum(x_p.mul_(x_g.transpose(0, 1)), -1, out=dot[s:e])
+    return dot, norm_p, norm_g
 
 
 class VisibilityMatchedScorer:
@@ -236,9 +265,9 @@ class VisibilityMatchedScorer:
     and 0 where a pair shares no visibility. All-ones visibility gives the plain (flip-summed)
     embedding's cosine.
 
-    Computed in cache-sized blocks of probes x gallery (`_matched_scores`): the [p, g, D]
-    intermediates of a block stay within `chunk_bytes` (the elementwise part then runs in L2),
-    and both sides' embeddings are batched GEMMs over the VL locations with the bias fused.
+    Computed in blocks of probes x gallery (`_matched_scores`): the [p, g, D] intermediates of a
+    block stay within `chunk_bytes`, both sides' embeddings are batched GEMMs over the VL
+    locations, and the bias enters through the cosine's algebra.
     """
 
     def __init__(self, *, bias: torch.Tensor, views: int, chunk_bytes: int = DEFAULT_BLOCK_BYTES):

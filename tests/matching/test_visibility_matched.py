@@ -220,3 +220,43 @@ def test_thread_split_gives_the_same_scores():
     finally:
         torch.set_num_threads(before)
     assert torch.equal(one, two) and (one[0] == 0).all()
+
+
+def test_strip_helpers_equal_the_rescaled_weights_up_to_one_factor_per_pair():
+    """_strip_scales + _write_weights give matched_weights divided by s_0 per pair (view 0
+    unscaled, the bias weighted 1 / s_0), and _bias_terms the <x, B> of those weights."""
+    from occtool.matching.visibility_matched import _bias_terms, _strip_scales, _write_weights
+
+    g = torch.Generator().manual_seed(5)
+    views, locs, dim = 2, 6, 5
+    vp, vg = torch.rand(3, views * locs, generator=g), torch.rand(4, views * locs, generator=g)
+    vp[0, :locs] = 0.0  # no shared visibility in view 0: no evidence
+    cp, cg = torch.randn(3, views * locs, dim, generator=g), torch.randn(4, views * locs, dim, generator=g)
+    bias = torch.randn(dim, generator=g)
+    vp_t = vp.unflatten(1, (views, locs)).transpose(0, 1).contiguous()  # [V, p, L]
+    vg_t = vg.unflatten(1, (views, locs)).permute(1, 2, 0).contiguous()  # [V, L, g]
+    ok, inv_s0, ratio = _strip_scales(vp_t, vg_t, vp_t.sum(-1), vg_t.sum(1))
+    w = torch.empty(3, 4, views * locs)
+    _write_weights(w, vp, vg, ratio, locs=locs)
+    want, want_ok = matched_weights(vp[:, None], vg[None], views)
+    assert torch.equal(ok, want_ok) and not ok[0].any() and ok[1:].all()
+    torch.testing.assert_close((w / inv_s0[..., None])[1:], want[1:], rtol=1e-5, atol=1e-6)
+    beta_p_t = vp_t * (cp @ bias).T.unflatten(0, (views, locs)).transpose(1, 2)
+    beta_g_t = vg_t * (cg @ bias).T.unflatten(0, (views, locs))
+    a_p, a_g = _bias_terms(vp_t, vg_t, beta_p_t, beta_g_t, ratio)
+    torch.testing.assert_close(a_p[1:], torch.einsum("pgl,pld,d->pg", w, cp, bias)[1:], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a_g[1:], torch.einsum("pgl,gld,d->pg", w, cg, bias)[1:], rtol=1e-5, atol=1e-5)
+
+
+def test_probe_chunks_and_block_shapes_change_nothing(monkeypatch):
+    import occtool.matching.visibility_matched as vm
+
+    g = torch.Generator().manual_seed(7)
+    cp, cg = torch.randn(11, 2 * 49, 16, generator=g), torch.randn(37, 2 * 49, 16, generator=g)
+    vp, vg = torch.rand(11, 2 * 49, generator=g), torch.rand(37, 2 * 49, generator=g)
+    scorer = VisibilityMatchedScorer(bias=torch.randn(16, generator=g), views=2)
+    want = scorer.score(cp, cg, vp, vg)
+    monkeypatch.setattr(vm, "PROBE_CHUNK", 3)
+    small = VisibilityMatchedScorer(bias=scorer.bias, views=2, chunk_bytes=4 * 8 * 16 * 4)  # 4 x 8 blocks
+    torch.testing.assert_close(small.score(cp, cg, vp, vg), want, rtol=1e-5, atol=1e-6)
+    assert scorer.score(cp[:0], cg, vp[:0], vg).shape == (0, 37)
