@@ -37,14 +37,7 @@ def finetune_contrastive(
     from occtool.errors import ConfigError
     from occtool.finetune import REFUSED_EXIT_CODE, FinetuneConfig
 
-    if resume and force:
-        raise ConfigError("--resume continues the run in --out; --force would overwrite it: choose one")
-    if resume and not out.is_dir():
-        raise ConfigError(f"--resume: run folder not found: {out}")
-    if resume and config is None and (out / "config.yaml").is_file():
-        config = out / "config.yaml"
-    if weights is not None and checkpoint is not None:
-        raise ConfigError("give either --weights or --checkpoint, not both")
+    config = _checked_flags(out, config, resume=resume, force=force, weights=weights, checkpoint=checkpoint)
     options = {
         "data.train_root": str(train_root) if train_root is not None else None,
         "model.backbone": backbone, "model.weights": weights,
@@ -53,12 +46,7 @@ def finetune_contrastive(
         "loss.temperature": temperature, "model.trainable": trainable,
         "device": device if device != "auto" else None,
     }
-    cfg = build_config(FinetuneConfig, config, set_, options)
-    if batch_size is not None:
-        if batch_size % cfg.data.k or batch_size // cfg.data.k < 2:
-            raise ConfigError(f"--batch-size {batch_size} must be a multiple of --images-per-subject {cfg.data.k} "
-                              "holding at least 2 identities")
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, p=batch_size // cfg.data.k))
+    cfg = _with_batch_size(build_config(FinetuneConfig, config, set_, options), batch_size)
     if not cfg.data.train_root:
         raise ConfigError("no training data: give --train-root DIR or data.train_root in the config")
     from occtool.training.data import resolve_root
@@ -77,3 +65,30 @@ def finetune_contrastive(
         raise typer.Exit(REFUSED_EXIT_CODE)
     info(f"wrote {out}/model.pt (epoch {result.metrics.get('best', {}).get('epoch', '?')}), report.md, "
          f"metrics.json ({result.steps} steps, {result.wall_time_s / 60:.1f} min)")
+
+
+def _checked_flags(out: Path, config: Optional[Path], *, resume: bool, force: bool, weights, checkpoint) -> Optional[Path]:
+    """The flag combinations that cannot work; the config to read (the run's own on --resume)."""
+    from occtool.errors import ConfigError
+
+    if resume and force:
+        raise ConfigError("--resume continues the run in --out; --force would overwrite it: choose one")
+    if resume and not out.is_dir():
+        raise ConfigError(f"--resume: run folder not found: {out}")
+    if weights is not None and checkpoint is not None:
+        raise ConfigError("give either --weights or --checkpoint, not both")
+    if resume and config is None and (out / "config.yaml").is_file():
+        return out / "config.yaml"
+    return config
+
+
+def _with_batch_size(cfg, batch_size: Optional[int]):
+    """--batch-size B = P identities x K views: sets data.p = B / K (B a multiple of K, P >= 2)."""
+    if batch_size is None:
+        return cfg
+    from occtool.errors import ConfigError
+
+    if batch_size % cfg.data.k or batch_size // cfg.data.k < 2:
+        raise ConfigError(f"--batch-size {batch_size} must be a multiple of --images-per-subject {cfg.data.k} "
+                          "holding at least 2 identities")
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, p=batch_size // cfg.data.k))
