@@ -10,6 +10,8 @@ and these outputs, in this order (`output_names(model)`):
     norm          [B, 1]         its norm before normalisation
     feature_map   [B, C, H, W]   the body's output (the visibility-matched method's contributions
                                  are one product of it with the output layer's Jacobian)
+    Backbone exported with stage=True only (a split body, `Backbone.split_features`):
+    stage_map     [B, C_s, H, W] the last stage's input (what the QAConv branch reads)
     FaceModel only:
     occlusion     [B, 1, H, W]   predicted visibility in [0, 1]
     match_map     [B, C', H, W]  the QAConv neck's map (the feature map without a neck; with the
@@ -41,6 +43,7 @@ OPSET = 17
 INPUT_NAME = "input"
 BACKBONE_OUTPUTS = ("embedding", "norm", "feature_map")
 FACE_OUTPUTS = BACKBONE_OUTPUTS + ("occlusion", "match_map", "occ_embedding", "occ_norm")
+STAGE_OUTPUT = "stage_map"
 DEFAULT_TOL = 1e-4
 
 
@@ -52,25 +55,35 @@ def is_face_model(model) -> bool:
     return hasattr(model, "backbone") and hasattr(model, "occlusion_aware_embedding")
 
 
-def output_names(model) -> tuple[str, ...]:
-    return FACE_OUTPUTS if is_face_model(model) else BACKBONE_OUTPUTS
+def output_names(model, *, stage: bool = False) -> tuple[str, ...]:
+    """The graph's outputs; `stage`: a Backbone's graph also gives its stage map (not a FaceModel's)."""
+    if stage and is_face_model(model):
+        raise ValueError("stage=True exports a Backbone's stage map; a FaceModel's graph has none")
+    return FACE_OUTPUTS if is_face_model(model) else BACKBONE_OUTPUTS + ((STAGE_OUTPUT,) if stage else ())
 
 
 class ExportGraph(nn.Module):
     """The exported computation as a module: preprocessed batch -> the outputs of the module doc
     (a tuple in `output_names` order). Also what the PyTorch side of `check_onnx` runs."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, *, stage: bool = False) -> None:
         super().__init__()
+        output_names(model, stage=stage)  # a FaceModel with stage=True: ValueError
         self.model = model
         self.face = is_face_model(model)
+        self.stage = stage
 
     def forward(self, x: torch.Tensor):
         backbone = self.model.backbone if self.face else self.model
-        fm, stage = self.model.body(x) if self.face else (backbone.features(x), None)
+        if self.face:
+            fm, stage = self.model.body(x)
+        elif self.stage:
+            stage, fm = backbone.split_features(x)
+        else:
+            fm, stage = backbone.features(x), None
         emb, norm = backbone.embed(fm)
         if not self.face:
-            return emb, norm, fm
+            return (emb, norm, fm, stage) if self.stage else (emb, norm, fm)
         occ = self.model.head(fm)
         occ_emb, occ_norm = self.model.occlusion_aware_embedding(fm, occ)
         return emb, norm, fm, occ, self.model.match_features(fm, stage), occ_emb, occ_norm
@@ -80,13 +93,13 @@ def _spec(model):
     return (model.backbone if is_face_model(model) else model).input_spec
 
 
-def _metadata(model) -> dict[str, str]:
+def _metadata(model, stage: bool) -> dict[str, str]:
     backbone = model.backbone if is_face_model(model) else model
     return {
         "occtool_kind": "face_model" if is_face_model(model) else "backbone",
         "occtool_backbone": str(getattr(backbone, "name", "?")),
         "occtool_input_spec": json.dumps(_spec(model).to_dict()),
-        "occtool_outputs": ",".join(output_names(model)),
+        "occtool_outputs": ",".join(output_names(model, stage=stage)),
         "occtool_opset": str(OPSET),
     }
 
@@ -110,16 +123,18 @@ def _quiet():
         os.close(saved)
 
 
-def export_onnx(model: nn.Module, path: str | Path, *, opset: int = OPSET) -> Path:
-    """Write `model` (a Backbone or FaceModel; left unchanged) as an ONNX graph to `path`.
+def export_onnx(model: nn.Module, path: str | Path, *, opset: int = OPSET, stage: bool = False) -> Path:
+    """Write `model` (a Backbone or FaceModel; left unchanged) as an ONNX graph to `path`; `stage`:
+    a Backbone's graph with the `stage_map` output too.
 
     ExportError (with the exporter's reason) when the model cannot be exported."""
-    graph = ExportGraph(copy.deepcopy(model).cpu().float()).eval()
+    graph = ExportGraph(copy.deepcopy(model).cpu().float(), stage=stage).eval()
     h, w = _spec(model).size_hw
-    names = output_names(model)
+    names = output_names(model, stage=stage)
+    meta = _metadata(model, stage)
     return export_module(graph, path, example=torch.zeros(2, 3, h, w), output_names=names,
-                         dynamic_axes={n: {0: "batch"} for n in (INPUT_NAME, *names)}, metadata=_metadata(model),
-                         what=_metadata(model)["occtool_backbone"], opset=opset)
+                         dynamic_axes={n: {0: "batch"} for n in (INPUT_NAME, *names)}, metadata=meta,
+                         what=meta["occtool_backbone"], opset=opset)
 
 
 def export_module(module: nn.Module, path: str | Path, *, example: torch.Tensor, output_names, dynamic_axes: dict,
@@ -166,20 +181,20 @@ def read_metadata(path: str | Path) -> dict:
 
 @torch.no_grad()
 def check_onnx(model: nn.Module, path: str | Path, inputs: torch.Tensor, *, tol: float = DEFAULT_TOL,
-               threads: int = 1) -> dict[str, float]:
+               threads: int = 1, stage: bool = False) -> dict[str, float]:
     """Run `inputs` [B, 3, H, W] (preprocessed) through the exported graph and through PyTorch;
     returns the max abs difference per output; ExportError when one exceeds `tol` or the file
-    does not load back."""
+    does not load back (`stage`: as given to `export_onnx`)."""
     from occtool.runtime.session import make_session
 
-    graph = ExportGraph(copy.deepcopy(model).cpu().float()).eval()
+    graph = ExportGraph(copy.deepcopy(model).cpu().float(), stage=stage).eval()
     ref = graph(inputs.float().cpu())
     try:
         sess = make_session(path, threads=threads)
         got = sess.run(None, {INPUT_NAME: inputs.float().cpu().numpy()})
     except Exception as exc:
         raise ExportError(f"{path}: does not run in ONNX Runtime ({str(exc).strip().splitlines()[0]})") from None
-    names = output_names(model)
+    names = output_names(model, stage=stage)
     if len(got) != len(names):
         raise ExportError(f"{path}: {len(got)} outputs, expected {len(names)} ({', '.join(names)})")
     diffs = {n: float(np.abs(g - r.numpy()).max()) if g.size else 0.0 for n, g, r in zip(names, got, ref)}
@@ -191,4 +206,4 @@ def check_onnx(model: nn.Module, path: str | Path, inputs: torch.Tensor, *, tol:
 
 
 __all__ = ["BACKBONE_OUTPUTS", "DEFAULT_TOL", "ExportError", "ExportGraph", "FACE_OUTPUTS", "INPUT_NAME", "OPSET",
-           "check_onnx", "export_module", "export_onnx", "is_face_model", "output_names", "read_metadata"]
+           "STAGE_OUTPUT", "check_onnx", "export_module", "export_onnx", "is_face_model", "output_names", "read_metadata"]

@@ -67,16 +67,19 @@ class OnnxGraph:
 
 
 def onnx_graph_for(model, *, check_inputs, threads: int, graph_dir: str | Path | None = None,
-                   fingerprint: str | None = None, tol: float | None = None) -> OnnxGraph:
+                   fingerprint: str | None = None, tol: float | None = None, stage: bool = False) -> OnnxGraph:
     """The model's graph in ONNX Runtime: exported (or found in the cache) and checked against
     PyTorch on `check_inputs` (a preprocessed batch [B, 3, H, W] of real faces, or a function
     returning one, called only when a check is needed; None: no faces to check on, no graph). ExportError when
     the model does not export or its graph disagrees beyond `tol` (default 1e-4). The graph is
-    kept as `<graph_dir>/<fingerprint>.onnx` when both are given (else in a temporary folder)."""
+    kept as `<graph_dir>/<fingerprint>.onnx` when both are given (else in a temporary folder);
+    the fingerprint should name the outputs (`stage`: a Backbone's graph with its stage map too),
+    and a kept graph whose outputs are not the expected ones is exported again."""
     from occtool.models.export import DEFAULT_TOL, check_onnx, export_onnx, output_names
     from occtool.runtime.session import cached_session, make_session
 
     tol = DEFAULT_TOL if tol is None else tol
+    names = output_names(model, stage=stage)
     tmp = None
     if graph_dir is not None and fingerprint is not None:
         path = Path(graph_dir) / f"{fingerprint}.onnx"
@@ -84,7 +87,7 @@ def onnx_graph_for(model, *, check_inputs, threads: int, graph_dir: str | Path |
         tmp = tempfile.mkdtemp(prefix="occtool-onnx-")
         path = Path(tmp) / "model.onnx"
     check_file = path.with_suffix(".check.json")
-    check = _read_check(check_file, tol)
+    check = _read_check(check_file, tol, names)
     if check is None:
         if callable(check_inputs):
             check_inputs = check_inputs()
@@ -92,24 +95,34 @@ def onnx_graph_for(model, *, check_inputs, threads: int, graph_dir: str | Path |
             from occtool.models.export import ExportError
 
             raise ExportError("no image decodes: nothing to check the exported graph on")
-        if not path.is_file():
-            export_onnx(model, path)
-        check = check_onnx(model, path, check_inputs, tol=tol, threads=threads)
+        if not path.is_file() or _graph_outputs(path) != names:
+            export_onnx(model, path, stage=stage)
+        check = check_onnx(model, path, check_inputs, tol=tol, threads=threads, stage=stage)
         if tmp is None:
             from occtool.io import atomic_write_json
 
             atomic_write_json(check_file, {"tol": tol, "max_abs_diff": check})
     session = make_session(path, threads=threads) if tmp else cached_session(path, threads=threads)
-    return OnnxGraph(path=path, session=session, names=output_names(model), check=check, _tmp=tmp)
+    return OnnxGraph(path=path, session=session, names=names, check=check, _tmp=tmp)
 
 
-def _read_check(path: Path, tol: float) -> dict | None:
-    """A recorded check that passed at `tol` or tighter (None: check again)."""
+def _graph_outputs(path: Path) -> tuple[str, ...] | None:
+    """The output names of the graph file (None: unreadable)."""
+    from occtool.models.export import ExportError, read_metadata
+
+    try:
+        return tuple(read_metadata(path)["outputs"])
+    except ExportError:
+        return None
+
+
+def _read_check(path: Path, tol: float, names: tuple[str, ...]) -> dict | None:
+    """A recorded check of exactly the outputs `names` that passed at `tol` or tighter (None: check again)."""
     try:
         data = json.loads(path.read_text())
         diffs = data["max_abs_diff"]
         if path.with_suffix("").with_suffix(".onnx").is_file() and float(data["tol"]) <= tol \
-                and all(float(d) <= tol for d in diffs.values()):
+                and set(diffs) == set(names) and all(float(d) <= tol for d in diffs.values()):
             return diffs
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass

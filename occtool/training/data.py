@@ -8,11 +8,12 @@ same views.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ import torch
 from occtool.data.images import ImageRecord, list_identity_tree, mask_path_for, read_image_rgb
 from occtool.errors import ConfigError, DataError
 from occtool.progress import ProgressFn, report
+from occtool.runtime.threads import resolve_threads
 
 #: Above this many images the decoded images are not kept in memory.
 MAX_DECODED_IN_MEMORY = 60_000
@@ -303,28 +305,35 @@ def _with_stage(cfg) -> bool:
 
 
 @torch.inference_mode()
-def compute_views_split_features(backbone, images: np.ndarray, *, device,
-                                 batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def compute_views_split_features(backbone, images: np.ndarray, *, device, batch_size: int,
+                                 graph=None) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 [N, H, W, 3] -> (stage maps [N, C_s, H', W'], feature maps [N, C, H', W']), float16
-    CPU, by `backbone.split_features` (PyTorch: the exported graph has no stage output)."""
+    CPU, by `backbone.split_features`, or by `graph`: the body's graph with its stage output in
+    ONNX Runtime (`body_graph(..., stage=True)`)."""
     from occtool.models import preprocess
+    from occtool.models.export import STAGE_OUTPUT
 
     stages, maps = [], []
     for s in range(0, len(images), batch_size):
-        stage, fm = backbone.split_features(preprocess(images[s: s + batch_size], backbone.input_spec, device=device))
+        if graph is not None:
+            out = graph.run(preprocess(images[s: s + batch_size], backbone.input_spec).numpy())
+            stage, fm = torch.from_numpy(out[STAGE_OUTPUT]), torch.from_numpy(out["feature_map"])
+        else:
+            stage, fm = backbone.split_features(preprocess(images[s: s + batch_size], backbone.input_spec,
+                                                           device=device))
         stages.append(stage.to("cpu", torch.float16))
         maps.append(fm.to("cpu", torch.float16))
     return torch.cat(stages), torch.cat(maps)
 
 
-def body_graph(backbone, loader, cfg, *, device, weights_desc: str):
+def body_graph(backbone, loader, cfg, *, device, weights_desc: str, stage: bool = False):
     """The frozen backbone's exported graph for the feature cache (data.runtime; None: PyTorch),
-    kept in `<data.cache_dir>/onnx/` keyed by the weights, checked on the first training images
-    (with `auto`, a body that does not export or disagrees runs in PyTorch)."""
+    kept in `<data.cache_dir>/onnx/` keyed by the weights and the outputs (`stage`: with the stage
+    map, for the QAConv branch), checked on the first training images (with `auto`, a body that
+    does not export or disagrees runs in PyTorch)."""
     from occtool.models import preprocess
     from occtool.models.export import ExportError
     from occtool.runtime import onnx_graph_for, resolve_runtime
-    from occtool.runtime.threads import resolve_threads
 
     d = cfg.data
     known = weights_desc != "random"
@@ -333,30 +342,40 @@ def body_graph(backbone, loader, cfg, *, device, weights_desc: str):
     n = min(8, len(loader.records))
     check = lambda: preprocess(np.stack([loader.image(i) for i in range(n)]), backbone.input_spec)  # noqa: E731
     try:
-        return onnx_graph_for(backbone, check_inputs=check, threads=resolve_threads(d.threads),
+        name = f"body-{backbone.name}{'-stage' if stage else ''}-{weights_desc[:20]}"  # never an old graph
+        return onnx_graph_for(backbone, check_inputs=check, threads=resolve_threads(d.threads), stage=stage,
                               graph_dir=Path(d.cache_dir) / "onnx" if d.cache_dir and known else None,
-                              fingerprint=f"body-{backbone.name}-{weights_desc[:20]}" if known else None)
+                              fingerprint=name if known else None)
     except ExportError:
         if d.runtime == "onnxruntime":
             raise
         return None
 
 
-def _cache_views(loader: ImageLoader, idx: list[int], cfg) -> tuple[list[np.ndarray], list[tuple]]:
-    """Every cached view of the images `idx` (clean views first, then occluded ones), seeded per image."""
+def _image_views(loader: ImageLoader, i: int, cfg) -> list[View]:
+    """The cached views of image `i` (clean views first, then occluded ones), seeded by the image
+    alone: the same views whatever order or thread makes them."""
     d = cfg.data
-    imgs, meta = [], []
-    for i in idx:
-        rng = view_rng(cfg.schedule.seed, 0x5EED, i)
-        for v in range(d.cache_views):
-            if v < d.cache_clean_views:  # views 0 and 1 stay pristine (the teacher's); later clean ones
-                # get occlusion.degrade's image degradations when it is on
-                view = loader.view(i, rng, occlude=False, flip=(v % 2 == 1) and d.flip, degrade=v >= 2)
-            else:
-                view = loader.view(i, rng, occlude=True)
-            imgs.append(view.image)
-            meta.append((i, v, view))
-    return imgs, meta
+    rng = view_rng(cfg.schedule.seed, 0x5EED, i)
+    views = []
+    for v in range(d.cache_views):
+        if v < d.cache_clean_views:  # views 0 and 1 stay pristine (the teacher's); later clean ones
+            # get occlusion.degrade's image degradations when it is on
+            views.append(loader.view(i, rng, occlude=False, flip=(v % 2 == 1) and d.flip, degrade=v >= 2))
+        else:
+            views.append(loader.view(i, rng, occlude=True))
+    return views
+
+
+def cache_view_stream(loader: ImageLoader, n: int, cfg, *, workers: int,
+                      window: int | None = None) -> Iterator[tuple[int, list[View]]]:
+    """(i, the cached views of image i) for i = 0..n-1 in order, decoded and occluded by `workers`
+    threads (`ordered_map`, at most `window` images ahead), or in this thread with one worker."""
+    if workers <= 1:
+        return ((i, _image_views(loader, i, cfg)) for i in range(n))
+    from occtool.runtime.parallel import ordered_map
+
+    return ordered_map(lambda i: _image_views(loader, i, cfg), range(n), workers=workers, window=window)
 
 
 @torch.inference_mode()
@@ -387,21 +406,25 @@ def _empty_cache(backbone, n: int, v_total: int, *, with_stage: bool) -> Feature
     return cache
 
 
-def _fill_cache(cache: FeatureCache, idx: list[int], loader, backbone, cfg, *, device, graph, batch_size: int) -> None:
-    """Every cached view of the images `idx`: maps (and stage maps), visibility, flags, teacher."""
-    imgs, meta = _cache_views(loader, idx, cfg)
+def _fill_cache(cache: FeatureCache, chunk: list[tuple[int, list[View]]], loader, backbone, cfg, *, device, graph,
+                batch_size: int) -> None:
+    """The cached views of the images of `chunk` ((i, views) pairs): maps (and stage maps),
+    visibility, flags, teacher."""
+    meta = [(i, v, view) for i, views in chunk for v, view in enumerate(views)]
+    imgs = np.stack([view.image for _, _, view in meta])
     if cache.stage is not None:
-        stages, maps = compute_views_split_features(backbone, np.stack(imgs), device=device, batch_size=batch_size)
+        stages, maps = compute_views_split_features(backbone, imgs, device=device, batch_size=batch_size, graph=graph)
         for (i, v, _), st in zip(meta, stages):
             cache.stage[i, v] = st
     else:
-        maps = compute_views_features(backbone, np.stack(imgs), device=device, batch_size=batch_size, graph=graph)
+        maps = compute_views_features(backbone, imgs, device=device, batch_size=batch_size, graph=graph)
     h, w = backbone.feature_size
     for (i, v, view), m in zip(meta, maps):
         cache.fm[i, v] = m
         cache.fmask[i, v, 0] = torch.from_numpy(feature_masks(view.visibility, (h, w)))
         cache.has_mask[i, v] = view.has_mask
         cache.flipped[i, v] = view.flipped
+    idx = [i for i, _ in chunk]
     cache.teacher[idx] = _teacher_embeddings(backbone, loader, cache.fm, idx, cfg, device)
 
 
@@ -437,14 +460,19 @@ def build_feature_cache(
     backbone.eval()
     cache = _empty_cache(backbone, len(records), v_total, with_stage=_with_stage(cfg))
     bs = max(1, d.cache_batch_size)
-    graph = None if cache.stage is not None else body_graph(backbone, loader, cfg, device=device,
-                                                             weights_desc=weights_desc)
-    for s in range(0, len(records), bs):
-        idx = list(range(s, min(len(records), s + bs)))
-        _fill_cache(cache, idx, loader, backbone, cfg, device=device, graph=graph, batch_size=bs * 2)
-        report(progress, idx[-1] + 1, len(records))
-    if graph is not None:
-        graph.close()
+    graph = body_graph(backbone, loader, cfg, device=device, weights_desc=weights_desc, stage=cache.stage is not None)
+    workers = resolve_threads(cfg.threads)
+    # the next chunk's views are made while the network runs on this one
+    stream = cache_view_stream(loader, len(records), cfg, workers=workers, window=max(2 * workers, bs))
+    try:
+        for s in range(0, len(records), bs):
+            chunk = list(itertools.islice(stream, bs))
+            _fill_cache(cache, chunk, loader, backbone, cfg, device=device, graph=graph, batch_size=bs * 2)
+            report(progress, chunk[-1][0] + 1, len(records))
+    finally:
+        stream.close()
+        if graph is not None:
+            graph.close()
     if cache_path is not None:
         why = _store_cache(cache_path, cache)
         if why is not None and warn is not None:

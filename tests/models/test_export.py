@@ -14,6 +14,7 @@ from occtool.models import Backbone, FaceModel, InputSpec
 from occtool.models.export import (
     BACKBONE_OUTPUTS,
     FACE_OUTPUTS,
+    STAGE_OUTPUT,
     ExportError,
     ExportGraph,
     check_onnx,
@@ -84,6 +85,38 @@ def test_round_trip_tiny(tmp_path, face):
     assert shapes == [tuple(r.shape) for r in ref]
     if face:
         assert shapes[3] == (5, 1, 4, 4) and shapes[4] == (5, 5, 4, 4)  # occlusion, neck match map
+
+
+class SplitTiny(TinyBackbone):
+    """A split body: stage map [B, 4, 4, 4] -> last stage (1x1 conv + BN + PReLU) -> [B, 8, 4, 4]."""
+
+    stage_channels = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, 4, 1), nn.BatchNorm2d(4), nn.Conv2d(4, 8, 1), nn.BatchNorm2d(8),
+                                  nn.PReLU(8))
+
+    def split_features(self, x):
+        stage = self.body[:2](x)
+        return stage, self.body[2:](stage)
+
+
+def test_stage_output(tmp_path):
+    model = _stats(SplitTiny())
+    path = export_onnx(model, tmp_path / "m.onnx", stage=True)
+    assert read_metadata(path)["outputs"] == [*BACKBONE_OUTPUTS, STAGE_OUTPUT]
+    x = torch.randn(3, 3, 16, 16)
+    diffs = check_onnx(model, path, x, stage=True)
+    assert set(diffs) == {*BACKBONE_OUTPUTS, STAGE_OUTPUT} and max(diffs.values()) < 1e-5
+    stage = make_session(path).run([STAGE_OUTPUT], {"input": x.numpy()})[0]
+    with torch.no_grad():
+        assert stage.shape == (3, 4, 4, 4) and np.abs(stage - model.split_features(x)[0].numpy()).max() < 1e-5
+    with pytest.raises(ExportError, match="4 outputs, expected 3"):  # stage is part of the graph's contract
+        check_onnx(model, path, x)
+    with pytest.raises(ValueError, match="FaceModel"):
+        export_onnx(FaceModel(backbone=TinyBackbone(), hidden_channels=4, neck_channels=5), tmp_path / "f.onnx",
+                    stage=True)
 
 
 def test_export_leaves_the_model_alone(tmp_path):

@@ -9,7 +9,7 @@ from occtool.augment import OcclusionSynthesizer
 from occtool.config import load_config
 from occtool.data.images import list_identity_tree
 from occtool.training import TrainConfig
-from occtool.training.data import ImageLoader, _cache_views
+from occtool.training.data import ImageLoader, cache_view_stream
 from tests.training.conftest import SMOKE
 
 
@@ -19,7 +19,7 @@ def _views(tree, degrade: float):
         f"data.occlusion.degrade.p={degrade}", "data.occlusion.degrade.each=1", "data.occlusion.weights.medical_mask=0"])
     records = list_identity_tree(tree)[:2]
     loader = ImageLoader(records, synthesizer=OcclusionSynthesizer(config=cfg.data.occlusion), mask_root=None, flip=True)
-    _, meta = _cache_views(loader, [0, 1], cfg)
+    meta = [(i, v, view) for i, views in cache_view_stream(loader, 2, cfg, workers=1) for v, view in enumerate(views)]
     return loader, meta
 
 
