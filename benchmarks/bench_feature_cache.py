@@ -73,7 +73,9 @@ def main() -> None:
                 caches[name] = cache
                 print(f"{name:13s} wall {wall:7.1f} s  cpu {cpu:7.1f} s  {len(records) / wall:6.1f} images/s")
     a, b, c = caches["torch_serial"], caches["ort_serial"], caches["ort_parallel"]
-    same = all(torch.equal(getattr(b, n), getattr(c, n)) for n in ("fm", "stage", "fmask", "has_mask", "flipped", "teacher"))
+    from occtool.training.data import CACHE_ARRAYS
+
+    same = all(torch.equal(getattr(b, n), getattr(c, n)) for n in CACHE_ARRAYS + ("stage",))
     print(f"ort_parallel == ort_serial bit for bit: {same}; graph vs torch max abs diff: "
           f"stage {float((b.stage.float() - a.stage.float()).abs().max()):.2e}, "
           f"fm {float((b.fm.float() - a.fm.float()).abs().max()):.2e}; load {os.getloadavg()}")

@@ -51,9 +51,13 @@ def main() -> None:
     ap.add_argument("--gallery", type=int, required=True, help="gallery identities G of that run (metrics.json)")
     ap.add_argument("--sizes", default="100,500,1000", help="sub-gallery sizes m (comma list)")
     args = ap.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")] + [args.gallery]
+    ranks_of = read_ranks(args.scores)
+    if any(r > args.gallery for ranks in ranks_of.values() for r in ranks):
+        ap.error(f"--gallery {args.gallery} is below a rank in {args.scores}: give the run's gallery identities")
+    # sizes above the gallery are left out; the full gallery comes last
+    sizes = sorted({int(s) for s in args.sizes.split(",") if 1 <= int(s) < args.gallery}) + [args.gallery]
     print("method".ljust(20) + "".join(f"m={m}".rjust(10) for m in sizes))
-    for method, ranks in read_ranks(args.scores).items():
+    for method, ranks in ranks_of.items():
         print(method.ljust(20) + "".join(f"{100 * expected_rank1(ranks, args.gallery, m):10.2f}" for m in sizes))
 
 

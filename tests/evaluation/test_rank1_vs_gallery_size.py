@@ -49,3 +49,19 @@ def test_reads_only_probes_in_the_gallery(tmp_path):
                  "cosine,b/1.jpg,b,False,0,0,a,0.5,a\n"
                  "qaconv,a/1.jpg,a,True,3,0.4,c,0.6,c|d|a\n")
     assert mod.read_ranks(str(f)) == {"cosine": [1], "qaconv": [3]}
+
+
+def test_cli_leaves_out_sizes_above_the_gallery_and_refuses_a_too_small_gallery(tmp_path, monkeypatch, capsys):
+    mod = _module()
+    f = tmp_path / "scores.csv"
+    f.write_text("method,probe,identity,in_gallery,rank,genuine_score,top1_identity,top1_score,top5\n"
+                 "cosine,a/1.jpg,a,True,1,0.9,a,0.9,a\n"
+                 "cosine,b/1.jpg,b,True,3,0.4,c,0.6,c|d|b\n")
+    monkeypatch.setattr("sys.argv", ["x", str(f), "--gallery", "4", "--sizes", "2,100"])
+    mod.main()
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "m=2" in header and "m=4" in header and "m=100" not in header
+    monkeypatch.setattr("sys.argv", ["x", str(f), "--gallery", "2"])
+    with pytest.raises(SystemExit) as exc:
+        mod.main()
+    assert exc.value.code == 2 and "below a rank" in capsys.readouterr().err
