@@ -29,6 +29,7 @@ Shapes: N images, V views, L = H*W locations, D embedding size; P probes, G gall
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -190,28 +191,35 @@ def _matched_scores(cp, cg, vp, vg, *, bias, views: int, block_bytes: int) -> to
     cp, cg = cp.float().contiguous(), cg.float().contiguous()  # no-ops for float32 contributions
     vpv, vgv = vp.unflatten(1, (views, -1)), vg.unflatten(1, (views, -1))  # [N, V, L]
 
-    def run(share, c, d):
+    def run(share, c, d, probes, gallery):
         with torch.inference_mode():  # thread-local: each worker enters it itself
-            _score_blocks(out[c:d], share, bp, bg, cp=cp[c:d], cg=cg, vpv=vpv[c:d], vgv=vgv, bias=bias)
+            _score_blocks(out[c:d], share, bp, bg, bias=bias, **probes, **gallery)
 
-    for c in range(0, num_p, PROBE_CHUNK):  # bounds the per-strip [V, P, g] arrays
-        d = min(num_p, c + PROBE_CHUNK)
-        if workers <= 1:
-            run(starts, c, d)
-        else:
-            with torch_threads(1), ThreadPoolExecutor(workers) as pool:  # every op single-threaded
-                list(pool.map(lambda share: run(share, c, d), [starts[i::workers] for i in range(workers)]))
+    # with workers, every op single-threaded (the shared terms too: scores equal one thread's)
+    with torch_threads(1) if workers > 1 else contextlib.nullcontext():
+        vg_t = vgv.permute(1, 2, 0).contiguous()  # [V, L, G]: once for every probe chunk and worker
+        gallery = dict(cg=cg, vg=vg, vg_t=vg_t, mass_g_t=vg_t.sum(1))  # [V, G] visible masses
+        for c in range(0, num_p, PROBE_CHUNK):  # bounds the per-strip [V, P, g] arrays
+            d = min(num_p, c + PROBE_CHUNK)
+            vp_t = vpv[c:d].transpose(0, 1).contiguous()  # [V, p, L]
+            probes = dict(cp=cp[c:d], vp=vp[c:d], vp_t=vp_t, mass_p_t=vp_t.sum(-1),  # [V, p]
+                          beta_p_t=vp_t * (cp[c:d] @ bias).T.unflatten(0, (views, -1)).transpose(1, 2))  # v_p (cp B)
+            if workers <= 1:
+                run(starts, c, d, probes, gallery)
+                continue
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(lambda share: run(share, c, d, probes, gallery), [starts[i::workers] for i in range(workers)]))
     return out
 
 
-def _score_blocks(out, starts, bp: int, bg: int, *, cp, cg, vpv, vgv, bias) -> None:
-    """Fill out[:, t:t+bg] for the gallery strips starting at `starts` (see `_matched_scores`)."""
+def _score_blocks(out, starts, bp: int, bg: int, *, cp, cg, vp, vg, vp_t, vg_t, mass_p_t, mass_g_t, beta_p_t,
+                  bias) -> None:
+    """Fill out[:, t:t+bg] for the gallery strips starting at `starts`; the transposed visibilities
+    vp_t [V, P, L], vg_t [V, L, G], their masses and beta_p_t = v_p (cp B) [V, P, L] are made
+    once by the caller (see `_matched_scores`)."""
     num_p, num_g, vl, dim = cp.shape[0], cg.shape[0], cp.shape[1], cp.shape[2]
     dev = cp.device
-    vp_t, vg_t = vpv.transpose(0, 1).contiguous(), vgv.permute(1, 2, 0).contiguous()  # [V, P, L], [V, L, G]
-    beta_p_t = vp_t * (cp @ bias).T.unflatten(0, vpv.shape[1:]).transpose(1, 2)  # v_p (cp B) [V, P, L]
-    mass_p_t, mass_g_t = vp_t.sum(-1), vg_t.sum(1)  # [V, P], [V, G]
-    side = dict(cp=cp, cg=cg, vp_f=vpv.flatten(1), vg_f=vgv.flatten(1), locs=vpv.shape[2],
+    side = dict(cp=cp, cg=cg, vp_f=vp, vg_f=vg, locs=vp_t.shape[2],
                 w_buf=torch.empty(bp * bg * vl, device=dev),
                 x_bufs=(torch.empty(bp * bg * dim, device=dev), torch.empty(bp * bg * dim, device=dev)),
                 sums=[torch.empty(num_p * bg, device=dev) for _ in range(3)])
@@ -219,7 +227,7 @@ def _score_blocks(out, starts, bp: int, bg: int, *, cp, cg, vpv, vgv, bias) -> N
     for t in starts:
         u = min(num_g, t + bg)
         ok, inv_s0, ratio = _strip_scales(vp_t, vg_t[:, :, t:u], mass_p_t, mass_g_t[:, t:u])
-        beta_g_t = vg_t[:, :, t:u] * (cg[t:u] @ bias).T.unflatten(0, vpv.shape[1:])  # [V, L, g]
+        beta_g_t = vg_t[:, :, t:u] * (cg[t:u] @ bias).T.unflatten(0, vg_t.shape[:2])  # [V, L, g]
         a_p, a_g = _bias_terms(vp_t, vg_t[:, :, t:u], beta_p_t, beta_g_t, ratio)
         dot, sq_p, sq_g = _score_strip(t, u, bp, ratio=ratio, **side)
         e = inv_s0.square().mul_(sq_bias)  # |B|^2 / s_0^2
