@@ -11,6 +11,7 @@ from typing import Optional
 from occtool.config import check_choice, check_device, check_range, check_subset
 from occtool.errors import ConfigError, DataError
 from occtool.evaluation.metrics import DEFAULT_FARS
+from occtool.matching.visibility_matched import DEFAULT_VISIBILITY_EXPONENT
 
 
 @dataclass
@@ -33,6 +34,7 @@ class EvalGalleryConfig:
     threshold: Optional[float] = None
     fars: list[float] = field(default_factory=lambda: list(DEFAULT_FARS))
     fusion_weight: float = 1.0  # fused / fused_matched = z(cosine part) + fusion_weight * z(QAConv part)
+    visibility_exponent: float = DEFAULT_VISIBILITY_EXPONENT  # cosine_occ_matched matches through v**exponent
     shortlist_k: Optional[int] = None  # None: auto (cosine top-100 shortlist above 10,000 gallery images)
     max_impostors: int = 50_000_000  # above this many impostor pairs, a uniform sample is scored
     # running
@@ -54,6 +56,7 @@ class EvalGalleryConfig:
         check_range("max_impostors", self.max_impostors, lo=1)
         check_range("max_bad", self.max_bad, lo=0)
         check_range("fusion_weight", self.fusion_weight, lo=0.0)
+        check_range("visibility_exponent", self.visibility_exponent, lo=0.0, lo_open=True)
         check_range("folds_of", self.folds_of, lo=1)
         check_range("batch_size", self.batch_size, lo=1)
         check_device("device", self.device)
@@ -117,6 +120,7 @@ def run_eval_gallery(cfg: EvalGalleryConfig, out: str | Path, *, force: bool = F
 
     resolve_runtime(cfg.runtime, device)  # ConfigError now (onnxruntime on CUDA, not installed), not mid-run
     em.runtime, em.threads, em.fusion_weight = cfg.runtime, cfg.threads, cfg.fusion_weight
+    em.visibility_exponent = cfg.visibility_exponent
     cache_dir, cache_note = usable_cache_dir((cfg.cache_dir or default_cache_dir()) if cfg.cache else None)
     common = dict(em=em, methods=None if cfg.methods in ([], ["auto"]) else cfg.methods, flip=cfg.flip,
                   threshold=cfg.threshold, max_bad=cfg.max_bad, batch_size=cfg.batch_size, device=device,

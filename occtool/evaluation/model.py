@@ -10,6 +10,7 @@ import torch
 from occtool.errors import OcctoolError
 from occtool.evaluation.extract import model_identity
 from occtool.evaluation.methods import Scoring, available_methods
+from occtool.matching.visibility_matched import DEFAULT_VISIBILITY_EXPONENT
 
 
 @dataclass
@@ -28,6 +29,7 @@ class EvalModel:
     runtime: str = "torch"  # extraction runtime: torch | onnxruntime | auto (occtool.runtime)
     threads: int | None = None  # ONNX Runtime intra-op threads (None: occtool.runtime.default_threads())
     fusion_weight: float = 1.0  # the QAConv weight of fused / fused_matched
+    visibility_exponent: float = DEFAULT_VISIBILITY_EXPONENT  # cosine_occ_matched: match through v**exponent
 
     def scoring(self, *, flip: bool = True, fusion_weight: float | None = None) -> Scoring:
         """The model parts scoring methods use (features extracted with `flip`)."""
@@ -39,7 +41,8 @@ class EvalModel:
             bias = output_layer_bias(backbone, device=next(backbone.parameters()).device).cpu()
         return Scoring(matcher=self.matcher, matcher_trained=self.matcher_trained, has_visibility=self.has_visibility,
                        output_layer_affine=self.output_layer_affine, matched_bias=bias, views=2 if flip else 1,
-                       fusion_weight=self.fusion_weight if fusion_weight is None else fusion_weight)
+                       fusion_weight=self.fusion_weight if fusion_weight is None else fusion_weight,
+                       visibility_exponent=self.visibility_exponent)
 
     def available_methods(self) -> list[str]:
         return available_methods(self.scoring())

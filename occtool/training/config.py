@@ -12,6 +12,7 @@ from typing import Literal, Optional
 
 from occtool.augment.config import OCCLUDER_NAMES, OccluderWeights, SynthesisConfig
 from occtool.config import ConfigValueError, check_choice, check_device, check_range, check_subset
+from occtool.matching.visibility_matched import DEFAULT_VISIBILITY_EXPONENT
 from occtool.models.registry import has_default_weights, list_backbones
 
 
@@ -254,6 +255,7 @@ class ValidationConfig:
     seed: int = 12345
     batch_size: int = 64
     fusion_weight: float = 1.0  # fused = z(cosine) + w * z(qaconv_occ), z per probe row
+    visibility_exponent: float = DEFAULT_VISIBILITY_EXPONENT  # cosine_occ_matched matches through v**exponent (as eval-gallery)
     fused_matched: bool = False  # also score fused_matched = z(cosine_occ_matched) + w * z(qaconv_occ)
     matched: bool = True  # also score cosine_occ_matched (pairwise visibility-matched embeddings)
     select: Optional[str] = None  # metric for best.pt (e.g. "masked/cosine_occ_matched/rank1"); null: none
@@ -267,6 +269,7 @@ class ValidationConfig:
         check_range("seed", self.seed, lo=0)
         check_range("batch_size", self.batch_size, lo=1)
         check_range("fusion_weight", self.fusion_weight, lo=0.0)
+        check_range("visibility_exponent", self.visibility_exponent, lo=0.0, lo_open=True)
 
 
 @dataclass

@@ -310,7 +310,7 @@ class MultiTaskTraining:
 
         vc = self.config.validation
         res = evaluate(self.val_set, model=self.model, matcher=self._shipped_matcher(), device=self.env.device,
-                       fusion_weight=vc.fusion_weight, matched=vc.matched, fused_matched=vc.fused_matched,
+                       fusion_weight=vc.fusion_weight, visibility_exponent=vc.visibility_exponent, matched=vc.matched, fused_matched=vc.fused_matched,
                        backbone_for_maps=None if self.body_frozen else self.model.backbone)
         self.env.say(_summary(epoch + 1, res))
         self._panel(epoch + 1)
@@ -412,6 +412,7 @@ def run_test(cfg: TrainConfig, model, matcher, teacher, device, body_frozen: boo
     prepare(ev, fast_teacher, device=device, batch_size=cfg.validation.batch_size, with_stage=model.qaconv_branch)
     set_baseline(ev, fast_teacher, device=device)
     res = evaluate(ev, model=model, matcher=matcher, device=device, fusion_weight=cfg.validation.fusion_weight,
+                   visibility_exponent=cfg.validation.visibility_exponent,
                    matched=cfg.validation.matched, fused_matched=cfg.validation.fused_matched,
                    backbone_for_maps=None if body_frozen else model.backbone)
     res["protocol"] = {**proto.info, **ev.info}

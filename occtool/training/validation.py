@@ -37,7 +37,7 @@ import torch
 from occtool.data.images import ImageRecord, file_sha1, read_image_rgb
 from occtool.evaluation import Scoring, features_from_maps, identify_features
 from occtool.evaluation.metrics import DEFAULT_FARS, far_key, occlusion_iou
-from occtool.matching.visibility_matched import is_affine, output_layer_bias
+from occtool.matching.visibility_matched import DEFAULT_VISIBILITY_EXPONENT, is_affine, output_layer_bias
 from occtool.progress import ProgressFn, report
 
 _MATCHED_EXTRA_BYTES = 256 * 2**20  # cosine_occ_matched on a non-heavy probe set only below this
@@ -221,12 +221,12 @@ def set_baseline(evalset: EvalSet, teacher, *, device) -> None:
 # what to evaluate (the engine scores it)
 
 
-def _scoring(model, matcher, *, matched: bool, fusion_weight: float, device) -> Scoring:
+def _scoring(model, matcher, *, matched: bool, fusion_weight: float, visibility_exponent: float, device) -> Scoring:
     bb = model.backbone
     affine = matched and is_affine(bb, device=device)
     return Scoring(matcher=matcher, matcher_trained=matcher is not None, has_visibility=True,
                    output_layer_affine=affine, matched_bias=output_layer_bias(bb, device=device).cpu() if affine else None,
-                   views=2, fusion_weight=fusion_weight)
+                   views=2, fusion_weight=fusion_weight, visibility_exponent=visibility_exponent)
 
 
 def _set_methods(key: str, scoring: Scoring, heavy_sets, n_images: int, dim: int, map_hw,
@@ -259,6 +259,7 @@ def evaluate(
     matcher=None,
     device,
     fusion_weight: float = 1.0,
+    visibility_exponent: float = DEFAULT_VISIBILITY_EXPONENT,
     backbone_for_maps=None,
     progress: ProgressFn = None,
     matched: bool = True,
@@ -284,7 +285,8 @@ def evaluate(
     if branch and matcher is not None and evalset.stage is None:
         raise ValueError("evaluate: a model with the QAConv branch needs prepare(..., with_stage=True)")
     heavy_sets = ("clean", "masked") if heavy_sets is None else tuple(heavy_sets)
-    scoring = _scoring(model, matcher, matched=matched, fusion_weight=fusion_weight, device=device)
+    scoring = _scoring(model, matcher, matched=matched, fusion_weight=fusion_weight,
+                       visibility_exponent=visibility_exponent, device=device)
     dim, map_hw = model.backbone.embedding_dim, evalset.feats["gallery"][0].shape[-2:]
     plan = {key: _set_methods(key, scoring, heavy_sets, len(maps[0]), dim, map_hw, fused_matched)
             for key, maps in evalset.feats.items()}

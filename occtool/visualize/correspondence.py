@@ -104,12 +104,12 @@ class MatchedBreakdown:
 
 @torch.inference_mode()
 def matched_contributions(contrib_p, contrib_g, vis_p, vis_g, *, bias, views: int,
-                          size_hw: tuple[int, int]) -> MatchedBreakdown:
+                          size_hw: tuple[int, int], visibility_exponent: float = 1.0) -> MatchedBreakdown:
     """Decompose one pair's visibility-matched score into per-location shares (module doc).
 
     contrib_p, contrib_g [V*L, D]; vis_p, vis_g [V*L] (views stacked: image, then mirror);
-    bias [D]; size_hw = (H, W) with H*W = L."""
-    from occtool.matching.visibility_matched import matched_weights
+    bias [D]; size_hw = (H, W) with H*W = L; the pair is matched through vis**visibility_exponent."""
+    from occtool.matching.visibility_matched import matched_weights, powered_visibility
 
     cp, cg = torch.as_tensor(np.asarray(contrib_p)).float(), torch.as_tensor(np.asarray(contrib_g)).float()
     vp, vg = torch.as_tensor(np.asarray(vis_p)).float(), torch.as_tensor(np.asarray(vis_g)).float()
@@ -118,7 +118,8 @@ def matched_contributions(contrib_p, contrib_g, vis_p, vis_g, *, bias, views: in
             or vg.shape != vp.shape:
         raise ShapeError(f"expected contributions [{views * h * w}, D] and visibility [{views * h * w}], got "
                          f"{tuple(cp.shape)}, {tuple(cg.shape)}, {tuple(vp.shape)}, {tuple(vg.shape)}")
-    wt, ok = matched_weights(vp, vg, views)  # [VL], []
+    wt, ok = matched_weights(powered_visibility(vp, visibility_exponent), powered_visibility(vg, visibility_exponent),
+                             views)  # [VL], []
     vb = views * torch.as_tensor(bias).float()
     raw_p, raw_g = vb + wt @ cp, vb + wt @ cg
     denom = (torch.linalg.vector_norm(raw_p) * torch.linalg.vector_norm(raw_g)).clamp_min(1e-12)

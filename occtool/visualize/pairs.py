@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from occtool.errors import ConfigError, DataError
+from occtool.matching.visibility_matched import DEFAULT_VISIBILITY_EXPONENT
 from occtool.progress import ProgressFn
 from occtool.visualize.config import PairConfig
 from occtool.visualize.maps import VisualResult, load_face
@@ -45,7 +46,8 @@ def pair_scores(em, feats, i: int, j: int, *, views: int, bias) -> dict[str, flo
     if feats.contributions is not None:
         c = torch.as_tensor(np.asarray(feats.contributions[[i, j]]))
         v = feats.visibility_views[[i, j]]
-        out["cosine_occ_matched"] = float(VisibilityMatchedScorer(bias=bias, views=views)
+        out["cosine_occ_matched"] = float(VisibilityMatchedScorer(bias=bias, views=views,
+                                                                  visibility_exponent=DEFAULT_VISIBILITY_EXPONENT)
                                           .pair_scores(c[:1], c[1:], v[:1], v[1:])[0])
     if em.matcher is not None and feats.match_maps is not None:
         maps = torch.as_tensor(np.asarray(feats.match_maps[[i, j]]))
@@ -105,7 +107,8 @@ def _explain(feats, i, j, *, k, views, bias) -> dict:
     if feats.contributions is not None:
         c = np.asarray(feats.contributions[[i, j]])
         v = feats.visibility_views[[i, j]].numpy()
-        matched = matched_contributions(c[0], c[1], v[0], v[1], bias=bias, views=views, size_hw=tuple(maps.shape[2:]))
+        matched = matched_contributions(c[0], c[1], v[0], v[1], bias=bias, views=views, size_hw=tuple(maps.shape[2:]),
+                                        visibility_exponent=DEFAULT_VISIBILITY_EXPONENT)
     summary = {"probe_mean_visibility": round(float(vis[0].mean()), 6) if vis is not None else "",
                "gallery_mean_visibility": round(float(vis[1].mean()), 6) if vis is not None else ""}
     if matched is not None:

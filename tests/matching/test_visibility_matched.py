@@ -90,6 +90,27 @@ def test_scores_match_slow_reference(mfn):
     torch.testing.assert_close(tiny.score(cp, cg, wp, wg), got, rtol=1e-6, atol=1e-6)
 
 
+def test_visibility_exponent_matches_through_the_powered_visibility(mfn):
+    """exponent a: the slow reference run on v**a (partly visible locations weigh more, 0 and 1
+    stay); 1 is the plain method; a bad exponent is refused."""
+    mp, vp = _views(mfn, 3, seed=12)
+    mg, vg = _views(mfn, 2, seed=13)
+    cp, wp = _prepare(mfn, mp, vp)
+    cg, wg = _prepare(mfn, mg, vg)
+    bias = output_layer_bias(mfn)
+    got = VisibilityMatchedScorer(bias=bias, views=2, visibility_exponent=0.5).score(cp, cg, wp, wg)
+    torch.testing.assert_close(got, _reference(mfn, mp, vp.sqrt(), mg, vg.sqrt()), rtol=1e-4, atol=1e-5)
+    plain = VisibilityMatchedScorer(bias=bias, views=2)
+    assert torch.equal(VisibilityMatchedScorer(bias=bias, views=2, visibility_exponent=1.0).score(cp, cg, wp, wg),
+                       plain.score(cp, cg, wp, wg))
+    assert not torch.allclose(got, plain.score(cp, cg, wp, wg))
+    pairs = VisibilityMatchedScorer(bias=bias, views=2, visibility_exponent=0.5).pair_scores(cp[:2], cg, wp[:2], wg)
+    torch.testing.assert_close(pairs, torch.diagonal(got[:2]), rtol=1e-5, atol=1e-6)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(OcctoolError, match="visibility_exponent must be > 0"):
+            VisibilityMatchedScorer(bias=bias, views=2, visibility_exponent=bad)
+
+
 def test_all_visible_equals_plain_embedding_cosine(mfn):
     mp, _ = _views(mfn, 2, seed=4)
     mg, _ = _views(mfn, 3, seed=5)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from occtool.errors import ConfigError
+from occtool.matching.visibility_matched import DEFAULT_VISIBILITY_EXPONENT
 
 _REGISTRY: dict[str, type["ScoringMethod"]] = {}
 
@@ -35,6 +36,7 @@ class Scoring:
     matched_bias: torch.Tensor | None = None  # [D] output layer at an all-zero map (cosine_occ_matched)
     views: int = 1  # views per image in the features: 2 with flip TTA
     fusion_weight: float = 1.0  # fused = z(cosine) + fusion_weight * z(qaconv[_occ])
+    visibility_exponent: float = DEFAULT_VISIBILITY_EXPONENT  # cosine_occ_matched matches through v**exponent
 
 
 @dataclass

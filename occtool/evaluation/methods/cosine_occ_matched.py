@@ -31,7 +31,8 @@ class CosineOccMatched(ScoringMethod):
 
     @staticmethod
     def _scorer(scoring: Scoring, device) -> VisibilityMatchedScorer:
-        return VisibilityMatchedScorer(bias=scoring.matched_bias.cpu(), views=scoring.views).to(device)
+        return VisibilityMatchedScorer(bias=scoring.matched_bias.cpu(), views=scoring.views,
+                                       visibility_exponent=scoring.visibility_exponent).to(device)
 
     def identity_scorer(self, ctx: IdentContext) -> QAConvScorer:  # the per-image-then-best scheme
         return QAConvScorer(
