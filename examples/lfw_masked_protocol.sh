@@ -7,7 +7,7 @@
 # 2. held-out protocol: people of folds 6-10 of pairs.txt, first image -> gallery, the others
 #    -> probes, clean and masked (occtool make-protocol);
 # 3. train the occlusion head (+ neck, QAConv head, output layer) on the OTHER people, starting
-#    from the pretrained MobileFaceNet with its body frozen (occtool train, configs/lfw_head_only.yaml);
+#    from the pretrained MobileFaceNet with its body frozen (occtool train, configs/lfw_real_masks.yaml);
 # 4. evaluate the pretrained baseline (cosine) and every method of the trained model side by
 #    side, clean and masked probes, and the masked LFW pairs (occtool eval-gallery).
 #    Results: $OUT/eval_*/metrics.json; the acceptance comparison is eval_masked's
@@ -26,7 +26,7 @@ occtool make-protocol "$LFW/images" --pairs "$LFW/pairs.txt" --folds 6-10 --out 
 occtool make-protocol "$LFW/images" --pairs "$LFW/pairs.txt" --folds 6-10 \
     --probe-source "$OUT/lfw_masked/images" --out "$OUT/protocol_masked" --force
 
-occtool train --config configs/lfw_head_only.yaml --out "$OUT/train" --force \
+occtool train --config configs/lfw_real_masks.yaml --out "$OUT/train" --force \
     --set data.train_root="$LFW" --set data.exclude_pairs_file="$LFW/pairs.txt" \
     --set test.root="$LFW" --set test.pairs_file="$LFW/pairs.txt"
 
