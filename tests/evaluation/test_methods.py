@@ -110,3 +110,30 @@ def test_fused_matched_is_the_z_sum_of_its_parts(setup):
     sep = {n: create_method(n).pair_scores(pctx(n)) for n in ("cosine_occ_matched", "qaconv_occ")}
     pairs = create_method("fused_matched").pair_scores(pctx("fused_matched"))
     assert np.allclose(pairs, znorm_global(sep["cosine_occ_matched"]) + 0.3 * znorm_global(sep["qaconv_occ"]))
+
+
+def test_cosine_occ_matched_uses_the_scorings_visibility_exponent(setup):
+    """Scoring.visibility_exponent reaches the scorer: identification and pair scores equal the
+    scorer's at that exponent, and 1 and 0.5 differ."""
+    import dataclasses
+
+    from occtool.matching.visibility_matched import DEFAULT_VISIBILITY_EXPONENT, VisibilityMatchedScorer
+
+    feats, scoring = setup
+    assert scoring.visibility_exponent == DEFAULT_VISIBILITY_EXPONENT == 0.5
+    probes, gallery = _split(feats)
+    got = {}
+    for e in (1.0, 0.5):
+        sc = dataclasses.replace(scoring, visibility_exponent=e)
+        ctx = IdentContext(probes=probes, gallery=gallery, p_rows=np.arange(P), g_rows=np.arange(G), g_labels=np.arange(G),
+                           true_ids=np.array([0, 1, 2, 3, -1]), n_ids=G, scoring=sc, device=torch.device("cpu"),
+                           requested=("cosine_occ_matched",))
+        got[e] = create_method("cosine_occ_matched").identity_scorer(ctx).identity_scores(slice(0, P))
+        direct = VisibilityMatchedScorer(bias=sc.matched_bias, views=2, visibility_exponent=e).score(
+            probes.contributions, gallery.contributions, probes.visibility_views, gallery.visibility_views)
+        torch.testing.assert_close(got[e], direct, rtol=1e-5, atol=1e-6)
+        pairs = create_method("cosine_occ_matched").pair_scores(PairContext(
+            feats=feats, ia=np.arange(P), ib=P + np.arange(P) % G, scoring=sc, device=torch.device("cpu"),
+            requested=("cosine_occ_matched",)))
+        np.testing.assert_allclose(pairs, direct[np.arange(P), np.arange(P) % G].numpy(), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(got[1.0], got[0.5])
