@@ -24,7 +24,7 @@ def eval_gallery(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="occtool checkpoint (model + occlusion head + QAConv head)."),
     methods: Optional[str] = typer.Option(None, "--methods", help="Comma list of: cosine, cosine_occ, cosine_occ_matched, qaconv, qaconv_occ, fused, fused_matched (default: all available but the fused ones)."),
     fusion_weight: Optional[float] = typer.Option(None, "--fusion-weight", help="QAConv weight w of fused / fused_matched = z(cosine part) + w * z(QAConv) (default 1; choose it on validation people)."),
-    visibility_exponent: Optional[float] = typer.Option(None, "--visibility-exponent", help="cosine_occ_matched weighs each location by v**exponent of the predicted visibility v (default 0.5, chosen on validation people; 1: the visibilities themselves)."),
+    visibility_exponent: Optional[float] = typer.Option(None, "--vis-exponent", help="cosine_occ_matched weighs each location by v**exponent of the predicted visibility v (default 0.5, chosen on validation people; 1: the visibilities themselves)."),
     flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Flip test-time augmentation for embeddings (default on)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Also report accuracy, TAR and FAR at this fixed score threshold (in each method's score units: cosine similarity for cosine)."),
     max_bad: Optional[int] = typer.Option(None, "--max-bad", help="Fail when more images than this fail to load (default 0)."),

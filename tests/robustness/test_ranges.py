@@ -13,7 +13,7 @@ CASES = [
     (["align", "--score-threshold", "2"], "score_threshold: expected a number in [0.0, 1.0], got 2.0"),
     (["eval-gallery", "--shortlist-k", "-1"], "shortlist_k: expected a number >= 0 or null, got -1"),
     (["eval-gallery", "--folds-of", "0"], "folds_of: expected a number >= 1, got 0"),
-    (["eval-gallery", "--visibility-exponent", "0"], "visibility_exponent: expected a number > 0.0, got 0.0"),
+    (["eval-gallery", "--vis-exponent", "0"], "visibility_exponent: expected a number > 0.0, got 0.0"),
     (["train", "--set", "validation.visibility_exponent=-0.5"], "validation.visibility_exponent: expected a number > 0.0, got -0.5"),
 ]
 
