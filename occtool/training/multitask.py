@@ -310,7 +310,8 @@ class MultiTaskTraining:
 
         vc = self.config.validation
         res = evaluate(self.val_set, model=self.model, matcher=self._shipped_matcher(), device=self.env.device,
-                       fusion_weight=vc.fusion_weight, visibility_exponent=vc.visibility_exponent, matched=vc.matched, fused_matched=vc.fused_matched,
+                       fusion_weight=vc.fusion_weight, visibility_exponent=vc.visibility_exponent,
+                       matched=vc.matched, fused_matched=vc.fused_matched,
                        backbone_for_maps=None if self.body_frozen else self.model.backbone)
         self.env.say(_summary(epoch + 1, res))
         self._panel(epoch + 1)
