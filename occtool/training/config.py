@@ -157,6 +157,10 @@ class LossConfig:
     # over occlusion_warmup_steps optimiser steps.
     occlusion_warmup_start: float = 0.1
     occlusion_warmup_steps: int = 200
+    # What the occlusion head learns per map cell: the visible fraction of its pixels ("fraction",
+    # DESIGN piece 4) or that fraction thresholded at 0.5 ("binary": a cell mostly covered is
+    # occluded; a sharper map, an issue-12 experiment).
+    occlusion_target: Literal["fraction", "binary"] = "fraction"
     adaface_params: AdaFaceConfig = field(default_factory=AdaFaceConfig)
     # Which embedding AdaFace / contrastive / distillation see: the plain one (embed(fm)) or the
     # occlusion-aware one (embed(fm * v)).
@@ -180,6 +184,7 @@ class LossConfig:
         check_range("qaconv_memory_negatives", self.qaconv_memory_negatives, lo=1)
         check_range("occlusion_warmup_steps", self.occlusion_warmup_steps, lo=0)
         check_range("contrastive_temperature", self.contrastive_temperature, lo=0.0, lo_open=True)
+        check_choice("occlusion_target", self.occlusion_target, ("fraction", "binary"))
 
 
 @dataclass

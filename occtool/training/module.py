@@ -130,9 +130,10 @@ class TrainModule(nn.Module):
         parts: dict[str, torch.Tensor] = {}
 
         if weights.get("occlusion", 0.0) > 0:
-            parts["occlusion"] = occlusion_loss(
-                occ.float(), batch["feature_mask"].to(dev), batch["has_mask"].to(dev), reducer=self.reducer
-            )
+            target = batch["feature_mask"].to(dev)
+            if self.cfg.loss.occlusion_target == "binary":
+                target = (target >= 0.5).to(target.dtype)
+            parts["occlusion"] = occlusion_loss(occ.float(), target, batch["has_mask"].to(dev), reducer=self.reducer)
 
         if any(weights.get(k, 0.0) > 0 for k in ("adaface", "contrastive", "distill")):
             if self.cfg.loss.embedding == "occlusion_aware" and vis is not None:

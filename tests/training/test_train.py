@@ -214,3 +214,18 @@ def test_qaconv_options_tiny_run_lowers_the_qaconv_losses(lfw_six, tmp_path):
 
     model = load_model_checkpoint(tmp_path / "run" / "model.pt").model
     assert model.neck_options == {"kernel": 3, "hidden": 48, "position": True}
+
+
+def test_binary_occlusion_targets_change_only_the_occlusion_loss(synthetic_tree, tmp_path):
+    """loss.occlusion_target=binary: the head learns each cell's visible fraction thresholded at
+    0.5. Same seed, same first batch: the first step's occlusion loss differs (the rectangles
+    leave fractional edge cells), every other loss part is equal; a bad value is refused."""
+    overrides = ("schedule.epochs=1", "schedule.steps_per_epoch=1", "checkpoint.every_steps=0",
+                 "validation.enabled=false", "threads=1")
+    rows = {t: step_rows(train(smoke_cfg(synthetic_tree, *overrides, f"loss.occlusion_target={t}"),
+                               out_dir=tmp_path / t).history)[0] for t in ("fraction", "binary")}
+    assert rows["fraction"]["loss_occlusion"] != pytest.approx(rows["binary"]["loss_occlusion"], rel=1e-3)
+    others = [k for k in rows["fraction"] if k.startswith("loss_") and k != "loss_occlusion"]
+    assert others and all(rows["fraction"][k] == rows["binary"][k] for k in others)
+    with pytest.raises(ConfigError, match="occlusion_target"):
+        smoke_cfg(synthetic_tree, "loss.occlusion_target=hard")
