@@ -13,6 +13,16 @@ from occtool.resources import shared_root
 SHARED = shared_root()
 
 
+def load_benchmark(name: str):
+    """benchmarks/<name>.py imported as a module (the scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def shared_or_skip(*parts: str) -> Path:
     """Path inside ../shared, or skip the test saying what is missing."""
     if SHARED is None:

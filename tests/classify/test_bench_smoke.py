@@ -1,13 +1,8 @@
-import importlib.util
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_classify.py"
+from tests.conftest import load_benchmark
 
 
 def test_bench_classify_main_tiny(tmp_path, random_checkpoint, capsys):
-    spec = importlib.util.spec_from_file_location("bench_classify", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("bench_classify")
     rows = mod.main(["--model", str(random_checkpoint), "--rounds", "1", "--json", str(tmp_path / "b.json")])
     assert len(rows) == 1 and rows[0]["arch"] == "mobilenet_v3_small"
     for key in ("torch_b1_ms", "onnx_b1_ms", "torch_b32_ms", "onnx_b32_ms"):

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import load_benchmark, shared_or_skip
 
 
 def test_bench_extract_main_tiny(capsys):
-    from tests.conftest import shared_or_skip
-
     shared_or_skip("data", "lfw_aligned112", "images")
     shared_or_skip("data", "lfw", "images")
     shared_or_skip("weights", "retinaface_mnet025")
-    spec = importlib.util.spec_from_file_location("bench_extract", ROOT / "benchmarks" / "bench_extract.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("bench_extract")
     res = mod.main(["--images", "8", "--rounds", "1", "--threads", "1", "--detector", "3"])
     row, det = res["rows"][0], res["detector"][0]
     assert row["bare_ort"] > 0 and row["occtool_ort"] > 0 and row["occtool_torch"] > 0

@@ -1,19 +1,13 @@
 """benchmarks/rank1_vs_gallery_size.py: the closed form against sampling sub-galleries."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "rank1_vs_gallery_size.py"
+from tests.conftest import load_benchmark
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("rank1_vs_gallery_size", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("rank1_vs_gallery_size")
 
 
 def test_full_gallery_is_the_plain_rank1_and_size_one_is_one():

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_qaconv.py"
+from tests.conftest import load_benchmark
 
 
 def test_bench_qaconv_main_tiny(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("bench_qaconv", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("bench_qaconv")
     out = tmp_path / "bench.json"
     res = mod.main([
         "--quick", "--configs", "3x5,2x40", "--rounds", "1", "--channels", "8", "--size", "3",
@@ -31,10 +27,7 @@ def test_bench_qaconv_main_tiny(tmp_path, capsys):
 
 
 def test_bench_matched_main_tiny(capsys):
-    path = BENCH.parent / "bench_matched.py"
-    spec = importlib.util.spec_from_file_location("bench_matched", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("bench_matched")
     res = mod.main(["--probes", "3", "--gallery", "5", "--naive-probes", "2", "--rounds", "1"])
     text = capsys.readouterr().out
     for key in ("pairs/s", "faster than the naive", "qaconv_occ", "contributions"):

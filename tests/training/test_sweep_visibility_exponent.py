@@ -1,24 +1,13 @@
 """benchmarks/sweep_visibility_exponent.py on a tiny run: every probe set at every exponent, and
 exponent 1 is the training validation's own cosine_occ_matched figure."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from occtool.io import write_config
 from occtool.models import FaceModel, build_backbone, save_model_checkpoint
+from tests.conftest import load_benchmark
 from tests.training.test_train import smoke_cfg
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "sweep_visibility_exponent.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("sweep_visibility_exponent", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_sweep_scores_every_probe_set_at_every_exponent(synthetic_tree, tmp_path):
@@ -32,7 +21,7 @@ def test_sweep_scores_every_probe_set_at_every_exponent(synthetic_tree, tmp_path
     torch.manual_seed(0)
     model = FaceModel(backbone=build_backbone("mobilefacenet"), hidden_channels=32, neck_channels=32).eval()
     save_model_checkpoint(run / "model.pt", model=model, matcher=None, config={})
-    mod = _module()
+    mod = load_benchmark("sweep_visibility_exponent")
     res = mod.sweep_run(run, "model.pt", [1.0, 0.5], families=True)
     assert set(res) == {1.0, 0.5}
     for per_set in res.values():
