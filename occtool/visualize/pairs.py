@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from occtool.errors import ConfigError, DataError
-from occtool.matching.visibility_matched import DEFAULT_VISIBILITY_EXPONENT
 from occtool.progress import ProgressFn
 from occtool.visualize.config import PairConfig
 from occtool.visualize.maps import VisualResult, load_face
@@ -47,7 +46,7 @@ def pair_scores(em, feats, i: int, j: int, *, views: int, bias) -> dict[str, flo
         c = torch.as_tensor(np.asarray(feats.contributions[[i, j]]))
         v = feats.visibility_views[[i, j]]
         out["cosine_occ_matched"] = float(VisibilityMatchedScorer(bias=bias, views=views,
-                                                                  visibility_exponent=DEFAULT_VISIBILITY_EXPONENT)
+                                                                  visibility_exponent=em.visibility_exponent)
                                           .pair_scores(c[:1], c[1:], v[:1], v[1:])[0])
     if em.matcher is not None and feats.match_maps is not None:
         maps = torch.as_tensor(np.asarray(feats.match_maps[[i, j]]))
@@ -83,7 +82,7 @@ def run_pairs(cfg: PairConfig, *, progress: ProgressFn = None) -> VisualResult:
         if not (feats.ok_mask[i] and feats.ok_mask[j]):
             raise DataError(f"image does not decode: {s.probe if not feats.ok_mask[i] else s.gallery}")
         scores = pair_scores(em, feats, i, j, views=views, bias=bias)
-        explained = _explain(feats, i, j, k=cfg.top_k, views=views, bias=bias)
+        explained = _explain(feats, i, j, k=cfg.top_k, views=views, bias=bias, exponent=em.visibility_exponent)
         rows.append({"pair": n, "kind": s.kind, "probe": str(s.probe), "gallery": str(s.gallery), "note": s.note,
                      **{k: round(v, 6) for k, v in scores.items()}, **explained["summary"]})
         if n < cfg.max_panels:
@@ -96,7 +95,7 @@ def run_pairs(cfg: PairConfig, *, progress: ProgressFn = None) -> VisualResult:
     return VisualResult(metrics=metrics, rows=rows, figures=figures)
 
 
-def _explain(feats, i, j, *, k, views, bias) -> dict:
+def _explain(feats, i, j, *, k, views, bias, exponent: float) -> dict:
     from occtool.visualize.correspondence import matched_contributions, qaconv_correspondences
 
     maps = torch.as_tensor(np.asarray(feats.match_maps[[i, j]]))
@@ -108,7 +107,7 @@ def _explain(feats, i, j, *, k, views, bias) -> dict:
         c = np.asarray(feats.contributions[[i, j]])
         v = feats.visibility_views[[i, j]].numpy()
         matched = matched_contributions(c[0], c[1], v[0], v[1], bias=bias, views=views, size_hw=tuple(maps.shape[2:]),
-                                        visibility_exponent=DEFAULT_VISIBILITY_EXPONENT)
+                                        visibility_exponent=exponent)
     summary = {"probe_mean_visibility": round(float(vis[0].mean()), 6) if vis is not None else "",
                "gallery_mean_visibility": round(float(vis[1].mean()), 6) if vis is not None else ""}
     if matched is not None:
