@@ -28,23 +28,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from occtool.config import load_config
-    from occtool.models import inference_copy, load_model_checkpoint
-    from occtool.training import TrainConfig
-    from occtool.training.data import build_train_data
-    from occtool.training.multitask import build_models
-    from occtool.training.validation import build_eval_set, evaluate, prepare
+    from occtool.training.validation import evaluate, run_validation_set
 
-    cfg = load_config(TrainConfig, yaml_path=args.run_dir / "config.yaml", overrides=["data.feature_cache=false"])
-    vc, dev = cfg.validation, torch.device("cpu")
-    data = build_train_data(cfg)
-    ck = load_model_checkpoint(args.run_dir / args.checkpoint)
-    model, matcher = ck.model, ck.matcher
-    teacher = inference_copy(build_models(cfg, len(data.identities), dev)[3], dev)
-    ev = build_eval_set("validation", data.validation, occlusion_cfg=vc.probe_occlusion, seed=vc.seed,
-                        max_probes=vc.max_probes, size_hw=tuple(model.input_spec.size_hw),
-                        map_size=tuple(model.feature_size))
-    prepare(ev, teacher, device=dev, batch_size=vc.batch_size, with_stage=model.qaconv_branch)
+    _, model, matcher, ev = run_validation_set(args.run_dir, args.checkpoint)
+    dev = torch.device("cpu")
     rows = []
     for w in [float(x) for x in args.weights.split(",")]:
         res = evaluate(ev, model=model, matcher=matcher, device=dev, fusion_weight=w, fused_matched=True)

@@ -23,23 +23,12 @@ import torch
 
 def sweep_run(run_dir: Path, checkpoint: str, exponents: list[float], *, families: bool) -> dict[float, dict]:
     """{exponent: {probe set: cosine_occ_matched rank-1 in %}} on one run's validation people."""
-    from occtool.config import load_config
-    from occtool.models import load_model_checkpoint
-    from occtool.training import TrainConfig
-    from occtool.training.data import build_train_data
-    from occtool.training.validation import build_eval_set, evaluate, prepare
+    from occtool.training.validation import evaluate, run_validation_set
 
-    cfg = load_config(TrainConfig, yaml_path=run_dir / "config.yaml", overrides=["data.feature_cache=false"])
-    vc, dev = cfg.validation, torch.device("cpu")
-    data = build_train_data(cfg)
-    model = load_model_checkpoint(run_dir / checkpoint, map_location="cpu").model.eval()
-    ev = build_eval_set("validation", data.validation, occlusion_cfg=vc.probe_occlusion, seed=vc.seed,
-                        max_probes=vc.max_probes, size_hw=tuple(model.input_spec.size_hw),
-                        map_size=tuple(model.feature_size), families=cfg.test.families if families else None)
-    prepare(ev, model.backbone, device=dev, batch_size=vc.batch_size)  # the run's own body, frozen or trained
+    _, model, _, ev = run_validation_set(run_dir, checkpoint, families=families)
     out = {}
     for e in exponents:
-        res = evaluate(ev, model=model, matcher=None, device=dev, visibility_exponent=e, heavy_sets=())
+        res = evaluate(ev, model=model, matcher=None, device="cpu", visibility_exponent=e, heavy_sets=())
         out[e] = {k.split("/")[0]: round(100 * v, 2) for k, v in res.items() if k.endswith("/cosine_occ_matched/rank1")}
     return out
 

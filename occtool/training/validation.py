@@ -210,6 +210,31 @@ def prepare(evalset: EvalSet, backbone, *, device, batch_size: int, progress: Pr
     evalset.stage = stage if with_stage else None
 
 
+def run_validation_set(run_dir, checkpoint: str = "model.pt", *, families: bool = False, device="cpu"):
+    """A finished training run's validation set, rebuilt from its config.yaml (the same held-out
+    people and seeded probe occlusion; `families`: one more probe set per occluder family of its
+    test section) with the body maps of the run's own model -> (config, model, matcher, evalset).
+    For choosing scoring options on validation people after training (benchmarks/sweep_*.py)."""
+    from pathlib import Path
+
+    from occtool.config import load_config
+    from occtool.models import inference_copy, load_model_checkpoint
+    from occtool.training.config import TrainConfig
+    from occtool.training.data import build_train_data
+
+    run_dir = Path(run_dir)
+    cfg = load_config(TrainConfig, yaml_path=run_dir / "config.yaml", overrides=["data.feature_cache=false"])
+    vc = cfg.validation
+    ck = load_model_checkpoint(run_dir / checkpoint, map_location="cpu")
+    model = ck.model.eval()
+    ev = build_eval_set("validation", build_train_data(cfg).validation, occlusion_cfg=vc.probe_occlusion, seed=vc.seed,
+                        max_probes=vc.max_probes, size_hw=tuple(model.input_spec.size_hw),
+                        map_size=tuple(model.feature_size), families=cfg.test.families if families else None)
+    prepare(ev, inference_copy(model.backbone, device), device=device, batch_size=vc.batch_size,
+            with_stage=model.qaconv_branch)
+    return cfg, model, ck.matcher, ev
+
+
 def set_baseline(evalset: EvalSet, teacher, *, device) -> None:
     """Features of the pretrained backbone (computed once: the baseline does not train)."""
     assert evalset.feats is not None
