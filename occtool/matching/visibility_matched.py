@@ -30,6 +30,7 @@ Shapes: N images, V views, L = H*W locations, D embedding size; P probes, G gall
 from __future__ import annotations
 
 import contextlib
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -170,7 +171,7 @@ def _write_weights(w, vp_f, vg_f, ratio, *, locs: int) -> None:
         w[..., v * locs: (v + 1) * locs].mul_(ratio[v - 1, :, :, None])
 
 
-def _matched_scores(cp, cg, vp, vg, *, bias, views: int, block_bytes: int) -> torch.Tensor:
+def _matched_scores(cp, cg, vp, vg, *, bias, views: int, block_bytes: int, fused: bool | None = None) -> torch.Tensor:
     """contributions cp [P, VL, D], cg [G, VL, D], visibility vp [P, VL], vg [G, VL] -> [P, G].
 
     Per pair, with w the joint visibility scaled by s_v / s_0 (`_strip_scales`: the raw
@@ -184,7 +185,12 @@ def _matched_scores(cp, cg, vp, vg, *, bias, views: int, block_bytes: int) -> to
     small GEMMs (`_bias_terms`). With several torch threads on the CPU, the gallery strips are
     shared out between that many Python threads, each running its strips single-threaded (the
     blocks' ops are too small for intra-op threads, which stall each other on a busy machine);
-    the scores are the same."""
+    the scores are the same.
+
+    On the CPU with numba installed (`fused` None: whenever it can; False: the eager ops), the
+    weights and each pair's cosine are fused kernels (`kernels`): one pass for the weights and one
+    over the two GEMM outputs per block, the bias added in the kernel (no bias terms per strip)."""
+    from occtool.matching import kernels
     from occtool.runtime import torch_threads
 
     num_p, num_g, dim = cp.shape[0], cg.shape[0], cp.shape[2]
@@ -194,11 +200,18 @@ def _matched_scores(cp, cg, vp, vg, *, bias, views: int, block_bytes: int) -> to
     out = torch.empty((num_p, num_g), device=cp.device)
     bias = bias.float()
     cp, cg = cp.float().contiguous(), cg.float().contiguous()  # no-ops for float32 contributions
+    vp, vg = vp.float().contiguous(), vg.float().contiguous()
     vpv, vgv = vp.unflatten(1, (views, -1)), vg.unflatten(1, (views, -1))  # [N, V, L]
+    kern = kernels.load() if fused is not False and cp.device.type == "cpu" else None
+    if fused and kern is None:
+        raise OcctoolError("fused matched scoring needs numba and CPU tensors")
+    score_blocks = functools.partial(_score_blocks_fused, kern) if kern is not None else _score_blocks
 
     def run(share, c, d, probes, gallery):
-        with torch.inference_mode():  # thread-local: each worker enters it itself
-            _score_blocks(out[c:d], share, bp, bg, bias=bias, **probes, **gallery)
+        # thread-local, so each worker sets both itself: inference mode, and one intra-op thread (a new
+        # thread's OpenMP and MKL thread counts are the process defaults, not the caller's)
+        with torch.inference_mode(), torch_threads(1) if workers > 1 else contextlib.nullcontext():
+            score_blocks(out[c:d], share, bp, bg, bias=bias, **probes, **gallery)
 
     # with workers, every op single-threaded (the shared terms too: scores equal one thread's)
     with torch_threads(1) if workers > 1 else contextlib.nullcontext():
@@ -207,8 +220,9 @@ def _matched_scores(cp, cg, vp, vg, *, bias, views: int, block_bytes: int) -> to
         for c in range(0, num_p, PROBE_CHUNK):  # bounds the per-strip [V, P, g] arrays
             d = min(num_p, c + PROBE_CHUNK)
             vp_t = vpv[c:d].transpose(0, 1).contiguous()  # [V, p, L]
-            probes = dict(cp=cp[c:d], vp=vp[c:d], vp_t=vp_t, mass_p_t=vp_t.sum(-1),  # [V, p]
-                          beta_p_t=vp_t * (cp[c:d] @ bias).T.unflatten(0, (views, -1)).transpose(1, 2))  # v_p (cp B)
+            probes = dict(cp=cp[c:d], vp=vp[c:d], vp_t=vp_t, mass_p_t=vp_t.sum(-1))  # [V, p]
+            if kern is None:  # the eager path's bias terms: v_p (cp B)
+                probes["beta_p_t"] = vp_t * (cp[c:d] @ bias).T.unflatten(0, (views, -1)).transpose(1, 2)
             if workers <= 1:
                 run(starts, c, d, probes, gallery)
                 continue
@@ -241,6 +255,29 @@ def _score_blocks(out, starts, bp: int, bg: int, *, cp, cg, vp, vg, vp_t, vg_t, 
         dot.addcmul_(a_p.add_(a_g), inv_s0).add_(e)
         cos = dot.div_(sq_p.mul_(sq_g).sqrt_().clamp_min_(1e-12))
         torch.where(ok, cos, torch.zeros((), device=dev), out=out[:, t:u])  # NaN-safe: no-overlap pairs may hold inf
+
+
+def _score_blocks_fused(kern, out, starts, bp: int, bg: int, *, cp, cg, vp, vg, vp_t, vg_t, mass_p_t, mass_g_t,
+                        bias) -> None:
+    """`_score_blocks` with the fused kernels: per strip the scales; per block the weights (one
+    kernel), the two GEMMs into reused buffers, and every pair's cosine (one kernel reading both
+    GEMM outputs once, the bias B / s_0 added there) written straight into `out`."""
+    num_p, vl, dim = cp.shape[0], cp.shape[1], cp.shape[2]
+    w_buf = torch.empty(bp * bg * vl)
+    x_bufs = (torch.empty(bp * bg * dim), torch.empty(bp * bg * dim))
+    out_n, vp_n, vg_n, bias_n = out.numpy(), vp.numpy(), vg.numpy(), bias.contiguous().numpy()
+    for t in starts:
+        u = min(vg.shape[0], t + bg)
+        n_g = u - t
+        ok, inv_s0, ratio = _strip_scales(vp_t, vg_t[:, :, t:u], mass_p_t, mass_g_t[:, t:u])
+        ok_n, inv_n, ratio_n = ok.numpy(), inv_s0.contiguous().numpy(), ratio.contiguous().numpy()
+        for s in range(0, num_p, bp):
+            n_p = min(num_p, s + bp) - s
+            w = w_buf[: n_p * n_g * vl].view(n_p, n_g, vl)
+            kern.write_weights(w.numpy(), vp_n, vg_n[t:u], ratio_n, s, 0, vp_t.shape[2])
+            x_p = torch.bmm(w, cp[s:s + n_p], out=x_bufs[0][: n_p * n_g * dim].view(n_p, n_g, dim))
+            x_g = torch.bmm(w.transpose(0, 1), cg[t:u], out=x_bufs[1][: n_p * n_g * dim].view(n_g, n_p, dim))
+            kern.block_cosines(x_p.numpy(), x_g.numpy(), bias_n, inv_n, ok_n, out_n[:, t:u], s, 0)
 
 
 def _score_strip(t, u, bp, *, cp, cg, vp_f, vg_f, ratio, locs, w_buf, x_bufs, sums):

@@ -17,6 +17,20 @@ from occtool.matching.visibility_matched import (
 from occtool.models import build_backbone
 
 
+@pytest.fixture(params=["fused", "eager"])
+def matched_path(request, monkeypatch):
+    """Run a test through the fused numba kernels (the CPU default) and through the eager ops
+    (CUDA, or a machine without numba)."""
+    from occtool.matching import kernels
+
+    if request.param == "fused":
+        if kernels.load() is None:
+            pytest.skip("numba is not installed: no fused kernels")
+    else:
+        monkeypatch.setattr(kernels, "load", lambda: None)
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def mfn():
     torch.manual_seed(0)
@@ -74,7 +88,7 @@ def _reference(bb, maps_p, vis_p, maps_g, vis_g):
     return out
 
 
-def test_scores_match_slow_reference(mfn):
+def test_scores_match_slow_reference(mfn, matched_path):
     mp, vp = _views(mfn, 3, seed=2)
     mg, vg = _views(mfn, 4, seed=3)
     cp, wp = _prepare(mfn, mp, vp)
@@ -221,7 +235,7 @@ def test_input_checks(mfn):
         VisibilityMatchedScorer(bias=torch.zeros(3), views=0)
 
 
-def test_thread_split_gives_the_same_scores():
+def test_thread_split_gives_the_same_scores(matched_path):
     """With several torch threads the gallery blocks are shared out between Python threads
     (each single-threaded): the very same scores as one thread, inside inference mode too."""
     from occtool.matching.visibility_matched import VisibilityMatchedScorer
@@ -241,6 +255,37 @@ def test_thread_split_gives_the_same_scores():
     finally:
         torch.set_num_threads(before)
     assert torch.equal(one, two) and (one[0] == 0).all()
+
+
+@pytest.mark.parametrize("path", ["fused", "eager"])
+def test_workers_run_single_threaded_whatever_the_process_default(tmp_path, path):
+    """A new thread's MKL and OpenMP thread counts are the process defaults (MKL_NUM_THREADS,
+    OMP_NUM_THREADS, else the cores), not its caller's: each worker sets one thread itself, or its
+    first GEMMs run multi-threaded (oversubscribed, and the scores no longer equal one thread's).
+    Run in a process whose default is 2 threads (make test pins it to 1, which would hide it)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "workers.py"
+    script.write_text(
+        "import torch\n"
+        "from occtool.matching import kernels, visibility_matched as vm\n"
+        f"if {path == 'eager'}:\n"
+        "    kernels.load = lambda: None\n"
+        "g = torch.Generator().manual_seed(3)\n"
+        "cp, cg = torch.randn(9, 98, 16, generator=g), torch.randn(70, 98, 16, generator=g)\n"
+        "vp, vg = torch.rand(9, 98, generator=g), torch.rand(70, 98, generator=g)\n"
+        "scorer = vm.VisibilityMatchedScorer(bias=torch.randn(16, generator=g), views=2, chunk_bytes=8 * 8 * 16 * 4)\n"
+        "torch.set_num_threads(1)\n"
+        "one = scorer.score(cp, cg, vp, vg)\n"
+        "torch.set_num_threads(2)\n"
+        "print(torch.equal(one, scorer.score(cp, cg, vp, vg)))\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    res = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "True"
 
 
 def test_strip_helpers_equal_the_rescaled_weights_up_to_one_factor_per_pair():
@@ -269,7 +314,7 @@ def test_strip_helpers_equal_the_rescaled_weights_up_to_one_factor_per_pair():
     torch.testing.assert_close(a_g[1:], torch.einsum("pgl,gld,d->pg", w, cg, bias)[1:], rtol=1e-5, atol=1e-5)
 
 
-def test_probe_chunks_and_block_shapes_change_nothing(monkeypatch):
+def test_probe_chunks_and_block_shapes_change_nothing(monkeypatch, matched_path):
     import occtool.matching.visibility_matched as vm
 
     g = torch.Generator().manual_seed(7)
@@ -281,3 +326,36 @@ def test_probe_chunks_and_block_shapes_change_nothing(monkeypatch):
     small = VisibilityMatchedScorer(bias=scorer.bias, views=2, chunk_bytes=4 * 8 * 16 * 4)  # 4 x 8 blocks
     torch.testing.assert_close(small.score(cp, cg, vp, vg), want, rtol=1e-5, atol=1e-6)
     assert scorer.score(cp[:0], cg, vp[:0], vg).shape == (0, 37)
+
+
+@pytest.mark.parametrize("views", [1, 2, 3])
+def test_fused_and_eager_paths_agree(views):
+    """The fused kernels against the eager ops, blocks not dividing the sides, pairs without
+    overlap in one view (scored 0) and faces with no visibility at all."""
+    import occtool.matching.visibility_matched as vm
+    from occtool.matching import kernels
+
+    if kernels.load() is None:
+        pytest.skip("numba is not installed: no fused kernels")
+    g = torch.Generator().manual_seed(11 + views)
+    cp, cg = torch.randn(13, views * 9, 24, generator=g), torch.randn(29, views * 9, 24, generator=g)
+    vp, vg = torch.rand(13, views * 9, generator=g), torch.rand(29, views * 9, generator=g)
+    vp[2] = 0.0
+    vg[3, -9:] = 0.0  # nothing visible in the last view
+    bias = torch.randn(24, generator=g)
+    args = dict(bias=bias, views=views, block_bytes=5 * 10 * 24 * 4)  # 5 x 10 blocks
+    fused = vm._matched_scores(cp, cg, vp, vg, fused=True, **args)
+    eager = vm._matched_scores(cp, cg, vp, vg, fused=False, **args)
+    torch.testing.assert_close(fused, eager, rtol=1e-5, atol=1e-6)
+    assert (fused[2] == 0).all() and (fused[:, 3] == 0).all() and (fused[fused != 0].abs() > 0).all()
+    assert torch.isfinite(fused).all()
+
+
+def test_fused_path_refused_without_numba(monkeypatch):
+    import occtool.matching.visibility_matched as vm
+    from occtool.matching import kernels
+
+    monkeypatch.setattr(kernels, "load", lambda: None)
+    x, v = torch.randn(2, 2 * 4, 3), torch.rand(2, 2 * 4)
+    with pytest.raises(OcctoolError, match="needs numba"):
+        vm._matched_scores(x, x, v, v, bias=torch.zeros(3), views=2, block_bytes=1024, fused=True)
