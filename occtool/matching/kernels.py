@@ -1,9 +1,13 @@
-"""Fused CPU kernels of the visibility-matched scorer (numba), for what eager PyTorch cannot fuse.
+"""Fused CPU kernels of the scorers (numba), for what eager PyTorch cannot fuse.
 
-Per block of probes x gallery images the scorer's two batched GEMMs run in MKL; what surrounds
-them was ~7 eager passes over the [p, g, D] and [p, g, VL] intermediates, each an L3 round trip
-(docs/experiments.md, issue 14). Here the pair weights are one pass and each pair's cosine (bias,
-dot product and both norms) is one pass that reads the two GEMM outputs once.
+- Visibility-matched scorer: per block of probes x gallery images its two batched GEMMs run in
+  MKL; what surrounds them was ~7 eager passes over the [p, g, D] and [p, g, VL] intermediates,
+  each an L3 round trip (docs/experiments.md, issue 14). Here the pair weights are one pass and
+  each pair's cosine (bias, dot product and both norms) one pass that reads the two GEMM outputs once.
+- QAConv in bfloat16: the product is several times faster than in float32, but PyTorch's CPU max
+  reductions over bfloat16 are not vectorised, so the product was widened to float32 (one more
+  pass) and reduced twice. `pool_bf16_max` does both maxima in one pass over the bfloat16 bits,
+  widening on the fly (exact: a bfloat16 is the top half of its float32).
 
 Compiled on first use and cached on disk (numba's cache: beside this file, or the user's cache
 directory where the package is read-only). `load()` returns None when numba is not installed, and
@@ -65,6 +69,33 @@ def block_cosines(xp, xg, bias, inv_s0, ok, out, s, t):
             out[s + i, t + j] = dot / max(math.sqrt(sq_p * sq_g), np.float32(1e-12))
 
 
+def pool_bf16_max(corr, pooled, off):
+    """corr [p, R, S, n]: a chunk's correlations as bfloat16 bits (uint16) -> float32
+    pooled[i, r, off + g] = max_s corr[i, r, s, g] and pooled[i, R + s, off + g] = max_r corr[i, r, s, g]
+    (QAConv's two max poolings, `qaconv._iter_pooled_blocks`); pooled [p, R + S, >= off + n]."""
+    n_p, n_r, n_s, n = corr.shape
+    by_s = np.empty((n_s, n), dtype=np.float32)  # running max over r, per gallery location
+    by_r = np.empty(n, dtype=np.float32)
+    wide = np.empty(n, dtype=np.uint32)
+    wide_f = wide.view(np.float32)  # the same bits read as float32
+    for i in range(n_p):
+        by_s[:] = -np.inf
+        for r in range(n_r):
+            by_r[:] = -np.inf
+            for s in range(n_s):
+                for g in range(n):
+                    wide[g] = np.uint32(corr[i, r, s, g]) << np.uint32(16)
+                for g in range(n):
+                    v = wide_f[g]
+                    by_r[g] = max(by_r[g], v)
+                    by_s[s, g] = max(by_s[s, g], v)
+            for g in range(n):
+                pooled[i, r, off + g] = by_r[g]
+        for s in range(n_s):
+            for g in range(n):
+                pooled[i, n_r + s, off + g] = by_s[s, g]
+
+
 def _jit(fn, njit):
     try:
         return njit(nogil=True, fastmath=_FASTMATH, cache=True)(fn)
@@ -73,7 +104,8 @@ def _jit(fn, njit):
 
 
 def load():
-    """The compiled kernels (a namespace with `write_weights`, `block_cosines`), or None without numba."""
+    """The compiled kernels (a namespace with `write_weights`, `block_cosines`, `pool_bf16_max`), or
+    None without numba."""
     global _KERNELS
     if _KERNELS is None:
         try:
@@ -82,8 +114,8 @@ def load():
             return None
         from types import SimpleNamespace
 
-        _KERNELS = SimpleNamespace(write_weights=_jit(write_weights, njit), block_cosines=_jit(block_cosines, njit))
+        _KERNELS = SimpleNamespace(**{f.__name__: _jit(f, njit) for f in (write_weights, block_cosines, pool_bf16_max)})
     return _KERNELS
 
 
-__all__ = ["block_cosines", "load", "write_weights"]
+__all__ = ["block_cosines", "load", "pool_bf16_max", "write_weights"]

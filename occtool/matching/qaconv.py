@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -277,6 +278,16 @@ def _plan(probe, gallery, dtype, chunk_size, max_chunk_bytes):
     return device, base, cdtype, rdtype, pc, gc, k
 
 
+def _fused_bf16_pool(device: torch.device, cdtype: torch.dtype, rdtype: torch.dtype):
+    """`kernels.pool_bf16_max` for a bfloat16 product reduced in float32 on the CPU, else None."""
+    if device.type != "cpu" or cdtype != torch.bfloat16 or rdtype != torch.float32:
+        return None
+    from occtool.matching import kernels
+
+    compiled = kernels.load()
+    return None if compiled is None else compiled.pool_bf16_max
+
+
 def _iter_pooled_blocks(
     probe: torch.Tensor,
     gallery: torch.Tensor,
@@ -303,7 +314,8 @@ def _iter_pooled_blocks(
     gb = gc * k  # gallery block
     to_cuda = device.type == "cuda"  # asynchronous host->device copies only (device->host must sync)
     corr_buf = torch.empty(pc * L * gc * L, dtype=cdtype, device=device)  # one correlation chunk
-    wide_buf = None if rdtype == cdtype else torch.empty(pc * L * gc * L, dtype=rdtype, device=device)
+    fused = _fused_bf16_pool(device, cdtype, rdtype)  # both maxima in one pass over the bfloat16 bits
+    wide_buf = None if rdtype == cdtype or fused else torch.empty(pc * L * gc * L, dtype=rdtype, device=device)
     pool_buf = torch.empty(pc * 2 * L * min(gb, num_g), dtype=rdtype, device=device)
     for p0 in range(0, num_p, pc):
         p1 = min(p0 + pc, num_p)
@@ -319,6 +331,10 @@ def _iter_pooled_blocks(
             for b in _fold_chunks(gmaps, gv, normalize=normalize, dtype=cdtype, chunk=gc):  # [S*n, C]
                 n = b.shape[0] // L
                 corr = torch.mm(a, b.t(), out=corr_buf[: n_p * L * n * L].view(n_p * L, L * n))
+                if fused:
+                    fused(corr.view(torch.int16).numpy().view(np.uint16).reshape(n_p, L, L, n), pooled.numpy(), off)
+                    off += n
+                    continue
                 if wide_buf is not None:
                     corr = wide_buf[: n_p * L * n * L].view(n_p * L, L * n).copy_(corr)
                 corr = corr.view(n_p, L, L, n)  # [Pc, R, S, n]

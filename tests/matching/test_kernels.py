@@ -52,6 +52,19 @@ def test_block_cosines_add_the_scaled_bias_and_skip_pairs_without_overlap(compil
     assert out[1, 2] == 0.0 and np.isnan(out[0]).all() and np.isnan(out[:, :2]).all()  # only the block written
 
 
+@pytest.mark.parametrize("n", [1, 13, 32])
+def test_pool_bf16_max_is_both_maxima_of_the_widened_product(compiled, n):
+    g = torch.Generator().manual_seed(n)
+    corr = torch.randn(2, 5, 4, n, generator=g).to(torch.bfloat16)  # [p, R, S, n]
+    corr[0, 1, 2, 0] = float("-inf")  # a value max pooling must step over
+    pooled = np.full((2, 5 + 4, n + 3), np.nan, dtype=np.float32)
+    compiled.pool_bf16_max(corr.view(torch.int16).numpy().view(np.uint16), pooled, 3)
+    wide = corr.float()
+    assert torch.equal(torch.from_numpy(pooled[:, :5, 3:]), wide.amax(2))  # exact: no rounding anywhere
+    assert torch.equal(torch.from_numpy(pooled[:, 5:, 3:]), wide.amax(1))
+    assert np.isnan(pooled[:, :, :3]).all()  # only its own columns written
+
+
 def test_load_returns_none_without_numba(monkeypatch):
     monkeypatch.setattr(kernels, "_KERNELS", None)
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba -> ImportError
@@ -64,10 +77,10 @@ def test_load_compiles_without_a_disk_cache_where_none_is_writable(monkeypatch):
     numba = pytest.importorskip("numba")
     real = numba.njit
 
-    def njit(**opts):
+    def njit(*args, **opts):  # numba calls it too, positionally, while compiling
         if opts.get("cache"):
             raise RuntimeError("cannot cache function: no locator available")
-        return real(**opts)
+        return real(*args, **opts)
 
     monkeypatch.setattr(numba, "njit", njit)
     monkeypatch.setattr(kernels, "_KERNELS", None)

@@ -187,6 +187,23 @@ def test_reduced_precision_is_close_and_returns_input_dtype():
     assert (low16 - full).abs().max() < 5e-3
 
 
+def test_fused_bfloat16_pooling_equals_the_widened_eager_maxima(monkeypatch):
+    """On the CPU a bfloat16 product is max-pooled by one numba kernel over its bits; the eager
+    path (widen to float32, two amax) gives the very same pooled values, chunks not multiples of
+    the vector width included."""
+    from occtool.matching import kernels
+
+    if kernels.load() is None:
+        pytest.skip("numba is not installed: no fused kernels")
+    probe = normalize_locations(_maps(5, c=32, h=7, w=7, dtype=torch.float32, seed=40))
+    gallery = normalize_locations(_maps(45, c=32, h=7, w=7, dtype=torch.float32, seed=41))
+    pv, gv = _vis(5, 7, 7, torch.float32, seed=42), _vis(45, 7, 7, torch.float32, seed=43)
+    kw = dict(dtype="bf16", max_chunk_bytes=3 * 49 * 49 * 13 * 4)  # 3 probes x 13 gallery per chunk
+    fused = qaconv_max_scores(probe, gallery, pv, gv, **kw)
+    monkeypatch.setattr(kernels, "load", lambda: None)
+    assert torch.equal(fused, qaconv_max_scores(probe, gallery, pv, gv, **kw))
+
+
 def test_resolve_score_dtype():
     assert resolve_score_dtype(None, "cpu") is None
     assert resolve_score_dtype("none", "cpu") is None
