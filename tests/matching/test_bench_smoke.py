@@ -33,3 +33,6 @@ def test_bench_matched_main_tiny(capsys):
     for key in ("pairs/s", "faster than the naive", "qaconv_occ", "contributions"):
         assert key in text
     assert res["max_abs_diff_vs_naive"] < 1e-4 and set(res["pairs_per_s"]) == {"cosine_occ", "matched", "qaconv_occ", "naive"}
+    assert res["gemms_per_round"] >= 1 and "of the GEMM rate (per round" in text
+    for key in ("matched_vs_gemm", "matched_vs_gemm_paired", "matched_vs_gemm_cpu_time", "matched_vs_gemm_short"):
+        assert res[key] > 0
