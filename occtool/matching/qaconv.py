@@ -34,7 +34,9 @@ Putting the gallery index innermost makes both reductions run over a non-innermo
 PyTorch's CPU kernels vectorise across the contiguous gallery axis (when Gc is a multiple of 32,
 which the planner arranges); with the location axis innermost the max over its 49 values is
 several times slower. Chunks are sized from a byte budget so that the correlation buffer stays
-cache-friendly on CPU.
+cache-friendly on CPU. A bfloat16 product on the CPU is pooled by one numba pass over its bits
+(`kernels.pool_bf16_max`: both maxima, widened to float32 on the fly) where numba is installed;
+PyTorch's bfloat16 max reductions there are not vectorised.
 """
 
 from __future__ import annotations
