@@ -132,6 +132,22 @@ def main(argv: list[str] | None = None) -> dict:
         return _bench(args, Path(tmp))
 
 
+def _row(rates: dict[str, list[float]], *, threads: int, setting: str, flip: bool, bare_batch: int) -> dict:
+    """One printed row from the rounds' images/s: best of the rounds, and the ratios (the bare
+    column halved with flip, since occtool runs each image twice)."""
+    bare = np.array(rates["bare_ort"]) / (2 if flip else 1)
+    row = {"threads": threads, "setting": setting, "bare_batch": bare_batch, "bare_ort": float(bare.max()),
+           "occtool_ort": max(rates["occtool_ort"]), "occtool_torch": max(rates["occtool_torch"]),
+           "load": os.getloadavg()[0]}
+    row["ort_vs_bare"] = row["occtool_ort"] / row["bare_ort"]
+    row["ort_vs_torch"] = row["occtool_ort"] / row["occtool_torch"]
+    row["ort_vs_bare_paired"] = float(np.median(np.array(rates["occtool_ort"]) / bare))
+    print(f"   {threads} thread(s), {setting:<20} bare ORT {row['bare_ort']:7.1f} img/s (batch {bare_batch}) | occtool "
+          f"ORT {row['occtool_ort']:7.1f} ({row['ort_vs_bare']:.2f}x bare, per round {row['ort_vs_bare_paired']:.2f}x) "
+          f"| occtool torch {row['occtool_torch']:7.1f} -> ORT/torch {row['ort_vs_torch']:.2f}x   (load {row['load']:.2f})")
+    return row
+
+
 def _bench(args, graph_dir: Path) -> dict:
     from occtool.evaluation import extract_features, model_identity
     from occtool.models import build_backbone, default_weights, preprocess
@@ -173,19 +189,7 @@ def _bench(args, graph_dir: Path) -> dict:
                     paths, runtime="onnxruntime", threads=t, batch_size=args.batch, **common), n))
                 rates["occtool_torch"].append(_rate(lambda: extract_features(
                     paths, runtime="torch", batch_size=64, **common), n))
-            best = {k: max(v) for k, v in rates.items()}
-            row = {"threads": t, "setting": name, "bare_batch": bare_batch,
-                   "bare_ort": best["bare_ort"] / (2 if kw["flip"] else 1),
-                   "occtool_ort": best["occtool_ort"], "occtool_torch": best["occtool_torch"],
-                   "load": os.getloadavg()[0]}
-            row["ort_vs_bare"] = row["occtool_ort"] / row["bare_ort"]
-            row["ort_vs_torch"] = row["occtool_ort"] / row["occtool_torch"]
-            row["ort_vs_bare_paired"] = float(np.median(np.array(rates["occtool_ort"]) / rates["bare_ort"]))
-            res["rows"].append(row)
-            print(f"   {t} thread(s), {name:<20} bare ORT {row['bare_ort']:7.1f} img/s (batch {bare_batch}) | occtool ORT "
-                  f"{row['occtool_ort']:7.1f} ({row['ort_vs_bare']:.2f}x bare, per round {row['ort_vs_bare_paired']:.2f}x) "
-                  f"| occtool torch {row['occtool_torch']:7.1f} "
-                  f"-> ORT/torch {row['ort_vs_torch']:.2f}x   (load {row['load']:.2f})")
+            res["rows"].append(_row(rates, threads=t, setting=name, flip=kw["flip"], bare_batch=bare_batch))
     if args.flip:
         print("   (flip rows: the bare column is halved, since each image runs twice)")
     if args.detector:
