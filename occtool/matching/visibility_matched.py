@@ -325,7 +325,8 @@ class VisibilityMatchedScorer:
 
     Computed in blocks of probes x gallery (`_matched_scores`): the [p, g, D] intermediates of a
     block stay within `chunk_bytes`, both sides' embeddings are batched GEMMs over the VL
-    locations, and the bias enters through the cosine's algebra.
+    locations; on the CPU the pair weights and each pair's cosine are fused numba kernels
+    (`kernels`), elsewhere (or without numba) eager ops, the bias through the cosine's algebra.
     """
 
     def __init__(self, *, bias: torch.Tensor, views: int, visibility_exponent: float = 1.0,
