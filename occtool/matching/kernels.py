@@ -27,9 +27,10 @@ _FASTMATH = {"reassoc", "contract"}
 _KERNELS = None
 
 
-def write_weights(w, vp, vg, ratio, s, t, locs):
-    """w [p, g, VL] <- vp[s + i] * vg[t + j] per location, view v >= 1 times ratio[v - 1, s + i, t + j]
-    (view 0 unscaled: see `visibility_matched._strip_scales`). vp [P, VL], vg [G, VL], ratio [V-1, P, G]."""
+def write_weights(w, vp, vg, ratio, s, locs):
+    """w [p, g, VL] <- vp[s + i] * vg[j] per location, view v >= 1 times ratio[v - 1, s + i, j]
+    (view 0 unscaled: see `visibility_matched._strip_scales`). vp [P, VL], vg [g, VL] (the strip's),
+    ratio [V-1, P, g]; s: the block's first probe."""
     n_p, n_g, vl = w.shape
     views = vl // locs
     row = np.empty(vl, dtype=np.float32)  # the probe's row scaled for this pair
@@ -38,24 +39,25 @@ def write_weights(w, vp, vg, ratio, s, t, locs):
             for k in range(locs):
                 row[k] = vp[s + i, k]
             for v in range(1, views):
-                r = ratio[v - 1, s + i, t + j]
+                r = ratio[v - 1, s + i, j]
                 for k in range(v * locs, (v + 1) * locs):
                     row[k] = vp[s + i, k] * r
             for k in range(vl):
-                w[i, j, k] = row[k] * vg[t + j, k]
+                w[i, j, k] = row[k] * vg[j, k]
 
 
-def block_cosines(xp, xg, bias, inv_s0, ok, out, s, t):
-    """out[s + i, t + j] <- cos(xp[i, j] + bias * inv_s0[s + i, t + j], xg[j, i] + bias * inv_s0[...]),
-    0 where not ok[s + i, t + j]. xp [p, g, D] and xg [g, p, D] are the block's two GEMM outputs
-    (raw embeddings without the bias, in units of s_0); bias [D]; inv_s0, ok, out [P, G]."""
+def block_cosines(xp, xg, bias, inv_s0, ok, out, s):
+    """out[s + i, j] <- cos(xp[i, j] + bias * inv_s0[s + i, j], xg[j, i] + bias * inv_s0[s + i, j]),
+    0 where not ok[s + i, j]. xp [p, g, D] and xg [g, p, D] are the block's two GEMM outputs (raw
+    embeddings without the bias, in units of s_0); bias [D]; inv_s0, ok, out [P, g] (the strip's);
+    s: the block's first probe."""
     n_p, n_g, dim = xp.shape
     for i in range(n_p):
         for j in range(n_g):
-            if not ok[s + i, t + j]:
-                out[s + i, t + j] = 0.0
+            if not ok[s + i, j]:
+                out[s + i, j] = 0.0
                 continue
-            k = inv_s0[s + i, t + j]
+            k = inv_s0[s + i, j]
             dot = np.float32(0.0)
             sq_p = np.float32(0.0)
             sq_g = np.float32(0.0)
@@ -66,7 +68,7 @@ def block_cosines(xp, xg, bias, inv_s0, ok, out, s, t):
                 dot += x * y
                 sq_p += x * x
                 sq_g += y * y
-            out[s + i, t + j] = dot / max(math.sqrt(sq_p * sq_g), np.float32(1e-12))
+            out[s + i, j] = dot / max(math.sqrt(sq_p * sq_g), np.float32(1e-12))
 
 
 def pool_bf16_max(corr, pooled, off):

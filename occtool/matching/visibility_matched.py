@@ -274,10 +274,10 @@ def _score_blocks_fused(kern, out, starts, bp: int, bg: int, *, cp, cg, vp, vg, 
         for s in range(0, num_p, bp):
             n_p = min(num_p, s + bp) - s
             w = w_buf[: n_p * n_g * vl].view(n_p, n_g, vl)
-            kern.write_weights(w.numpy(), vp_n, vg_n[t:u], ratio_n, s, 0, vp_t.shape[2])
+            kern.write_weights(w.numpy(), vp_n, vg_n[t:u], ratio_n, s, vp_t.shape[2])
             x_p = torch.bmm(w, cp[s:s + n_p], out=x_bufs[0][: n_p * n_g * dim].view(n_p, n_g, dim))
             x_g = torch.bmm(w.transpose(0, 1), cg[t:u], out=x_bufs[1][: n_p * n_g * dim].view(n_g, n_p, dim))
-            kern.block_cosines(x_p.numpy(), x_g.numpy(), bias_n, inv_n, ok_n, out_n[:, t:u], s, 0)
+            kern.block_cosines(x_p.numpy(), x_g.numpy(), bias_n, inv_n, ok_n, out_n[:, t:u], s)
 
 
 def _score_strip(t, u, bp, *, cp, cg, vp_f, vg_f, ratio, locs, w_buf, x_bufs, sums):

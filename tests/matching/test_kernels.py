@@ -25,12 +25,12 @@ def test_write_weights_is_the_outer_product_with_each_view_scaled(compiled, view
     locs = 7
     vp, vg = torch.rand(6, views * locs, generator=g), torch.rand(9, views * locs, generator=g)
     ratio = torch.rand(views - 1, 6, 9, generator=g) + 0.5
-    s, t, n_p, n_g = 2, 3, 4, 5  # a block inside the strip: rows s.., columns t..
-    w = np.full((n_p, n_g, views * locs), np.nan, dtype=np.float32)
-    compiled.write_weights(w, vp.numpy(), vg.numpy(), ratio.numpy(), s, t, locs)
-    want = (vp[s:s + n_p, None] * vg[None, t:t + n_g]).unflatten(-1, (views, locs))
+    s, n_p = 2, 4  # a block of the strip's probes: rows s..
+    w = np.full((n_p, 9, views * locs), np.nan, dtype=np.float32)
+    compiled.write_weights(w, vp.numpy(), vg.numpy(), ratio.numpy(), s, locs)
+    want = (vp[s:s + n_p, None] * vg[None]).unflatten(-1, (views, locs))
     for v in range(1, views):
-        want[:, :, v] *= ratio[v - 1, s:s + n_p, t:t + n_g, None]
+        want[:, :, v] *= ratio[v - 1, s:s + n_p, :, None]
     torch.testing.assert_close(torch.from_numpy(w), want.flatten(-2), rtol=1e-6, atol=0)
 
 
@@ -39,17 +39,18 @@ def test_block_cosines_add_the_scaled_bias_and_skip_pairs_without_overlap(compil
     n_p, n_g, dim = 3, 4, 37  # D not a multiple of any vector width
     xp, xg = torch.randn(n_p, n_g, dim, generator=g), torch.randn(n_g, n_p, dim, generator=g)
     bias = torch.randn(dim, generator=g)
-    inv_s0 = torch.rand(5, 6, generator=g) + 0.1
-    ok = torch.ones(5, 6, dtype=torch.bool)
+    inv_s0 = torch.rand(5, n_g, generator=g) + 0.1
+    ok = torch.ones(5, n_g, dtype=torch.bool)
     ok[1, 2] = False
     inv_s0[1, 2] = float("inf")  # what a pair without overlap carries: must not leak into the score
-    out = np.full((5, 6), np.nan, dtype=np.float32)
-    compiled.block_cosines(xp.numpy(), xg.numpy(), bias.numpy(), inv_s0.numpy(), ok.numpy(), out, 1, 2)
-    k = inv_s0[1:4, 2:6, None]
+    out = np.full((5, n_g + 2), np.nan, dtype=np.float32)
+    view = out[:, 2:]  # the strip's columns of a wider score matrix, as the scorer passes them
+    compiled.block_cosines(xp.numpy(), xg.numpy(), bias.numpy(), inv_s0.numpy(), ok.numpy(), view, 1)
+    k = inv_s0[1:4, :, None]
     want = F.cosine_similarity(xp + bias * k, xg.transpose(0, 1) + bias * k, dim=-1)
-    want = torch.where(ok[1:4, 2:6], want, 0.0)
-    torch.testing.assert_close(torch.from_numpy(out[1:4, 2:6]), want, rtol=1e-5, atol=1e-6)
-    assert out[1, 2] == 0.0 and np.isnan(out[0]).all() and np.isnan(out[:, :2]).all()  # only the block written
+    want = torch.where(ok[1:4], want, 0.0)
+    torch.testing.assert_close(torch.from_numpy(out[1:4, 2:]), want, rtol=1e-5, atol=1e-6)
+    assert out[1, 2 + 2] == 0.0 and np.isnan(out[0]).all() and np.isnan(out[:, :2]).all()  # only the block written
 
 
 @pytest.mark.parametrize("n", [1, 13, 32])
@@ -87,6 +88,6 @@ def test_load_compiles_without_a_disk_cache_where_none_is_writable(monkeypatch):
     k = kernels.load()
     out = np.zeros((1, 1), np.float32)
     one = np.ones((1, 1, 2), np.float32)
-    k.block_cosines(one, one, np.zeros(2, np.float32), np.ones((1, 1), np.float32), np.ones((1, 1), bool), out, 0, 0)
+    k.block_cosines(one, one, np.zeros(2, np.float32), np.ones((1, 1), np.float32), np.ones((1, 1), bool), out, 0)
     assert out[0, 0] == pytest.approx(1.0)
     assert k.write_weights.py_func is kernels.write_weights and not k.block_cosines._cache_hits
